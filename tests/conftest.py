@@ -1,0 +1,59 @@
+"""Shared fixtures: the NB201 table (real, when MODNAS_NB201_TABLE is set) and an isolated MLflow store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+TABLE_ENV = "MODNAS_NB201_TABLE"
+
+
+@pytest.fixture(scope="session")
+def nb201_table_path() -> Path:
+    """Path of the shared NB201 table; skips (saying why) when the environment does not name one."""
+    value = os.environ.get(TABLE_ENV)
+    if not value:
+        pytest.skip(f"{TABLE_ENV} is not set: point it at ../shared/benchmarks/nb201/nb201_cifar10_latency.csv.gz")
+    path = Path(value)
+    if not path.exists():
+        pytest.skip(f"{TABLE_ENV}={value} does not exist")
+    return path
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow sqlite store, created once (migrations take seconds) and copied per test."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_template_db: Path) -> str:
+    """A fresh sqlite tracking store + artifact root for one test; no run or experiment left active afterwards."""
+    import mlflow
+    import mlflow.tracking.fluent as fluent
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_mlflow_template_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    fluent._active_experiment_id = None
+    yield uri
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    fluent._active_experiment_id = None
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)

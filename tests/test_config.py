@@ -1,0 +1,65 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from modnas_ops.config import ConfigError, config_to_dict, flatten_config, load_config
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float = 0.1
+    devices: tuple[str, ...] = ("a", "b")
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str = "run"
+    epochs: int = 2
+    sampler: Literal["reinmax", "gdas"] = "reinmax"
+    table: str | None = None
+    verbose: bool = False
+    inner: Inner = field(default_factory=Inner)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("epochs: 5\ninner:\n  lr: 0.5\n")
+    cfg = load_config(Outer, p, ["inner.devices=x,y,z", "verbose=true", "sampler=gdas"])
+    assert cfg == Outer(epochs=5, sampler="gdas", verbose=True, inner=Inner(lr=0.5, devices=("x", "y", "z")))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("epochs=0", "epochs must be >= 1"),
+        ("epochs=two", "epochs: expected an integer"),
+        ("sampler=sgd", "sampler: 'sgd' is not one of"),
+        ("inner.nope=1", "unknown config field 'inner.nope'"),
+        ("epochs", "must look like key=value"),
+        ("verbose=maybe", "verbose: expected true/false"),
+    ],
+)
+def test_bad_fields_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, None, [override])
+
+
+def test_missing_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Outer, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(Outer, bad)
+
+
+def test_dict_and_flatten():
+    cfg = Outer()
+    assert config_to_dict(cfg)["inner"] == {"lr": 0.1, "devices": ["a", "b"]}
+    assert flatten_config(cfg)["inner.devices"] == "a,b"
+    assert flatten_config(cfg)["table"] == "None"
