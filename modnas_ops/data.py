@@ -1,0 +1,198 @@
+"""Datasets as deterministic train / valid / test splits of in-memory tensors.
+
+- ``digits``: scikit-learn's embedded 8x8 grayscale digits (1,797 images, no download), stratified
+  train/valid/test splits.
+- ``cifar10``: a local ``cifar-10-batches-py`` folder (the standard python-pickle release; nothing is
+  downloaded). The 50,000 training images are split (stratified) into train and valid halves for the
+  bi-level search (weights on train, architecture on valid); the test batch is the test split.
+
+Pixels are scaled to [0, 1] and standardised per channel with statistics of the TRAIN split only.
+The CIFAR-10 batches are pickles, as released: only point ``root`` at files you trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import TensorDataset
+
+logger = logging.getLogger(__name__)
+
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_FILE = "test_batch"
+CIFAR10_SHAPE = (3, 32, 32)
+CIFAR10_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Train / valid / test ``TensorDataset``s of (N, C, H, W) float32 images and (N,) int64 labels.
+
+    ``mean`` / ``std`` (per channel) are the train-split statistics the images were standardised with.
+    """
+
+    train: TensorDataset
+    valid: TensorDataset
+    test: TensorDataset
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    name: str
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.input_shape) != 3:
+            raise ValueError(f"{self.name}: input_shape {self.input_shape} is not (C, H, W)")
+        for split in ("train", "valid", "test"):
+            images = getattr(self, split).tensors[0]
+            if tuple(images.shape[1:]) != tuple(self.input_shape):
+                raise ValueError(
+                    f"{self.name}: {split} images of shape {tuple(images.shape[1:])}, expected {self.input_shape}"
+                )
+
+
+def stratified_split_indices(labels: np.ndarray, fractions: Sequence[float], seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Disjoint index arrays (sorted) covering ``range(len(labels))``, one per fraction, each stratified by
+    label; deterministic for a given ``seed``. ``fractions`` must be positive and sum to 1."""
+    fr = [float(f) for f in fractions]
+    if len(fr) < 2 or any(not f > 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-9:
+        raise ValueError(f"fractions must be >= 2 positive numbers summing to 1, got {tuple(fractions)}")
+    labels = np.asarray(labels)
+    rest = np.arange(len(labels))
+    out = []
+    remaining = 1.0
+    for f in fr[:-1]:
+        take, rest = train_test_split(
+            rest, train_size=f / remaining, stratify=labels[rest], random_state=seed, shuffle=True
+        )
+        out.append(np.sort(take))
+        remaining -= f
+    out.append(np.sort(rest))
+    return tuple(out)
+
+
+def _standardise(
+    images: dict[str, np.ndarray], labels: dict[str, np.ndarray]
+) -> tuple[dict[str, TensorDataset], tuple[float, ...], tuple[float, ...]]:
+    """Standardise (N, C, H, W) float32 images per channel, in place, with train-split statistics."""
+    train = images["train"]
+    mean = train.mean(axis=(0, 2, 3), dtype=np.float64)  # (C,)
+    std = train.std(axis=(0, 2, 3), dtype=np.float64)  # (C,)
+    if np.any(std == 0):
+        raise ValueError("a channel of the train split is constant: cannot standardise it")
+    shift = mean.astype(np.float32)[None, :, None, None]  # (1, C, 1, 1)
+    scale = std.astype(np.float32)[None, :, None, None]  # (1, C, 1, 1)
+    datasets = {}
+    for split, x in images.items():
+        x -= shift  # in place: the caller hands over fresh float32 arrays
+        x /= scale
+        datasets[split] = TensorDataset(
+            torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(labels[split].astype(np.int64))
+        )
+    return datasets, tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def load_digits_splits(seed: int = 0, fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> DataSplits:
+    """scikit-learn's 8x8 digits as stratified train/valid/test splits of (N, 1, 8, 8) float32."""
+    from sklearn.datasets import load_digits
+
+    if len(fractions) != 3:
+        raise ValueError(f"fractions must be (train, valid, test), got {tuple(fractions)}")
+    bunch = load_digits()
+    x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)  # (N, 1, 8, 8) in [0, 1]
+    y = bunch.target.astype(np.int64)  # (N,)
+    idx = dict(zip(("train", "valid", "test"), stratified_split_indices(y, fractions, seed), strict=True))
+    datasets, mean, std = _standardise({k: x[i] for k, i in idx.items()}, {k: y[i] for k, i in idx.items()})
+    logger.info("digits: %s", {k: len(i) for k, i in idx.items()})
+    return DataSplits(**datasets, input_shape=(1, 8, 8), num_classes=10, name="digits", mean=mean, std=std)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3, 32, 32) uint8 images and (n,) int64 labels of one CIFAR-10 python batch file."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"CIFAR-10 file {path} is missing; place the python version 'cifar-10-batches-py' there "
+            "(nothing is downloaded)"
+        )
+    with path.open("rb") as f:
+        try:
+            batch = pickle.load(f, encoding="bytes")
+        except Exception as err:
+            raise ValueError(f"CIFAR-10 file {path} is not a readable pickle: {err}") from err
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"CIFAR-10 file {path} lacks the keys b'data' and b'labels'")
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    n_pixels = int(np.prod(CIFAR10_SHAPE))
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != n_pixels:
+        raise ValueError(f"CIFAR-10 file {path}: b'data' is {data.dtype} {data.shape}, expected uint8 (n, {n_pixels})")
+    if labels.shape != (len(data),) or labels.min(initial=0) < 0 or labels.max(initial=0) >= CIFAR10_CLASSES:
+        raise ValueError(f"CIFAR-10 file {path}: b'labels' must be {len(data)} labels in 0..{CIFAR10_CLASSES - 1}")
+    return data.reshape(-1, *CIFAR10_SHAPE), labels
+
+
+def load_cifar10(root: str | Path, seed: int = 0, valid_fraction: float = 0.5) -> DataSplits:
+    """CIFAR-10 from ``root`` (the ``cifar-10-batches-py`` folder or its parent): the 5 train batches split
+    (stratified) into train / valid, the test batch as test. Nothing is downloaded."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    root = Path(root).expanduser()
+    folder = root if root.name == CIFAR10_DIR else root / CIFAR10_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"CIFAR-10 folder {folder} does not exist; download and extract the python version "
+            f"'{CIFAR10_DIR}' yourself (nothing is downloaded)"
+        )
+    parts = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_FILES]
+    x_all = np.concatenate([x for x, _ in parts])  # (50000, 3, 32, 32) uint8
+    y_all = np.concatenate([y for _, y in parts])  # (50000,)
+    x_test, y_test = _read_cifar_batch(folder / CIFAR10_TEST_FILE)
+    train_idx, valid_idx = stratified_split_indices(y_all, (1.0 - valid_fraction, valid_fraction), seed)
+    images = {
+        "train": x_all[train_idx].astype(np.float32) / 255.0,
+        "valid": x_all[valid_idx].astype(np.float32) / 255.0,
+        "test": x_test.astype(np.float32) / 255.0,
+    }
+    labels = {"train": y_all[train_idx], "valid": y_all[valid_idx], "test": y_test}
+    datasets, mean, std = _standardise(images, labels)
+    logger.info("cifar10 from %s: %s", folder, {k: len(v) for k, v in labels.items()})
+    return DataSplits(
+        **datasets, input_shape=CIFAR10_SHAPE, num_classes=CIFAR10_CLASSES, name="cifar10", mean=mean, std=std
+    )
+
+
+def _digits(seed: int, root: str | Path | None) -> DataSplits:
+    return load_digits_splits(seed=seed)
+
+
+def _cifar10(seed: int, root: str | Path | None) -> DataSplits:
+    if root is None:
+        raise ValueError(f"dataset 'cifar10' needs root= the folder holding '{CIFAR10_DIR}'")
+    return load_cifar10(root, seed=seed)
+
+
+_DATASETS: dict[str, Callable[[int, str | Path | None], DataSplits]] = {
+    "digits": _digits,
+    "cifar10": _cifar10,
+}
+
+
+def available_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def get_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> DataSplits:
+    """Splits of a registered dataset by name (``root``: where local data lives, e.g. for cifar10)."""
+    try:
+        loader = _DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}") from None
+    return loader(seed, root)
