@@ -11,6 +11,14 @@ import pytest
 TABLE_ENV = "MODNAS_NB201_TABLE"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tiny networks run fastest and most predictably on one intra-op thread (CI has 2 shared cores)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def nb201_table_path() -> Path:
     """Path of the shared NB201 table; skips (saying why) when the environment does not name one."""
