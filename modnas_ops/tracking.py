@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,10 @@ def log_dataset(df: Any, name: str, source: str, context: str = "training") -> N
 
 
 # ---- models and registry ----------------------------------------------------------------------
+
+
+# MLflow inspects ``predict``'s type hints when the class is defined; ours takes DataFrames and is untyped.
+warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
 
 
 class LibraryPyfunc(mlflow.pyfunc.PythonModel):
