@@ -1,0 +1,97 @@
+"""Configuration of a profiling campaign (a frozen dataclass, cheap to import: heavy modules load lazily)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .latency import DeviceConfig
+
+DEFAULT_DEVICES = ("cpu-ort-t1-b1", "cpu-ort-t2-b1", "cpu-ort-t1-b32")
+CUDA_BATCHES = (1, 32)
+
+
+def cuda_device_names(batches: tuple[int, ...] = CUDA_BATCHES) -> list[str]:
+    """``cuda-ort-t1-b<batch>`` when onnxruntime has the CUDA provider and a GPU is visible, else []."""
+    import onnxruntime as ort
+
+    from .latency import gpu_name
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or not gpu_name(0):
+        return []
+    return [f"cuda-ort-t1-b{b}" for b in batches]
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """What to profile (space, network size, archs), on which device configs, how long, and where to write."""
+
+    space: str = "nb201"
+    C: int = 8
+    N: int = 1
+    in_channels: int = 1
+    input_size: int = 8  # height = width
+    num_classes: int = 10
+    devices: tuple[str, ...] = DEFAULT_DEVICES
+    add_cuda_devices: bool = True  # + cuda-ort-t1-b1/-b32 when onnxruntime has CUDA and a GPU is present
+    anchors: bool = True
+    num_archs: int = 40  # sampled archs on top of the anchors
+    stratified_fraction: float = 0.5
+    seed: int = 0
+    warmup: int = 1  # untimed calls per candidate visit
+    repeats: int = 5  # timed calls per candidate visit
+    rounds: int = 100  # visits per candidate, interleaved with the other candidates of its chunk
+    chunk_size: int = 50  # archs timed together (interleaved) and appended to the table together
+    max_seconds: float = 30.0  # time budget per chunk and device config (>= 5 rounds always run); 0 = none
+    energy: bool = True
+    energy_seconds: float = 0.5  # minimum counter window per (arch, device)
+    exporter: str = "torchscript"
+    output: str = "outputs/profile.csv"
+
+    def __post_init__(self) -> None:
+        from modnas_ops.spaces import get_search_space
+
+        from .export import EXPORTERS
+
+        for f in ("C", "N", "in_channels", "input_size", "num_classes", "repeats", "rounds", "chunk_size"):
+            if int(getattr(self, f)) < 1:
+                raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if self.num_archs < 0 or self.warmup < 0:
+            raise ValueError("num_archs and warmup must be >= 0")
+        if not 0.0 <= self.stratified_fraction <= 1.0:
+            raise ValueError(f"stratified_fraction must lie in [0, 1], got {self.stratified_fraction}")
+        if self.max_seconds < 0:
+            raise ValueError(f"max_seconds must be >= 0, got {self.max_seconds}")
+        if self.energy_seconds <= 0:
+            raise ValueError(f"energy_seconds must be > 0, got {self.energy_seconds}")
+        if self.exporter not in EXPORTERS:
+            raise ValueError(f"unknown exporter {self.exporter!r}; available: {', '.join(sorted(EXPORTERS))}")
+        if not self.output:
+            raise ValueError("output must name a CSV file")
+        get_search_space(self.space)
+        self.device_configs()  # malformed names fail here, with one line
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one sample."""
+        return (self.in_channels, self.input_size, self.input_size)
+
+    @property
+    def network(self) -> str:
+        """Network-size tag stored in every row, e.g. ``C8-N1-1x8x8-10``."""
+        shape = "x".join(map(str, self.input_shape))
+        return f"C{self.C}-N{self.N}-{shape}-{self.num_classes}"
+
+    def device_configs(self, with_cuda: bool = False) -> list[DeviceConfig]:
+        """Parsed ``devices`` (+ CUDA configs when ``with_cuda`` and ``add_cuda_devices`` and available)."""
+        from .latency import parse_device_configs
+
+        names = list(self.devices)
+        if with_cuda and self.add_cuda_devices:
+            names += [n for n in cuda_device_names() if n not in names]
+        if not names:
+            raise ValueError("devices lists no device config")
+        return parse_device_configs(
+            names, warmup=self.warmup, repeats=self.repeats, rounds=self.rounds, max_seconds=self.max_seconds
+        )
