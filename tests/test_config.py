@@ -17,6 +17,7 @@ class Outer:
     name: str = "run"
     epochs: int = 2
     sampler: Literal["reinmax", "gdas"] = "reinmax"
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     table: str | None = None
     verbose: bool = False
     inner: Inner = field(default_factory=Inner)
@@ -29,8 +30,14 @@ class Outer:
 def test_defaults_yaml_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("epochs: 5\ninner:\n  lr: 0.5\n")
-    cfg = load_config(Outer, p, ["inner.devices=x,y,z", "verbose=true", "sampler=gdas"])
-    assert cfg == Outer(epochs=5, sampler="gdas", verbose=True, inner=Inner(lr=0.5, devices=("x", "y", "z")))
+    cfg = load_config(Outer, p, ["inner.devices=x,y,z", "verbose=true", "sampler=gdas", "split=[0.5, 0.25, 0.25]"])
+    assert cfg == Outer(
+        epochs=5,
+        sampler="gdas",
+        split=(0.5, 0.25, 0.25),
+        verbose=True,
+        inner=Inner(lr=0.5, devices=("x", "y", "z")),
+    )
 
 
 @pytest.mark.parametrize(
@@ -42,6 +49,8 @@ def test_defaults_yaml_and_overrides(tmp_path):
         ("inner.nope=1", "unknown config field 'inner.nope'"),
         ("epochs", "must look like key=value"),
         ("verbose=maybe", "verbose: expected true/false"),
+        ("split=[1, 2]", "split: expected 3 values, got 2"),
+        ("split=[1, 2, x]", r"split\[2\]: expected a number"),
     ],
 )
 def test_bad_fields_name_the_field(override, message):
