@@ -234,3 +234,20 @@ def get_run_metrics(run_id: str) -> dict[str, float]:
 
 def download_artifacts(run_id: str, artifact_path: str, dst: str | Path | None = None) -> str:
     return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst)
+
+
+def log_metric_series(
+    key: str, values: Sequence[float], steps: Sequence[int], run_id: str | None = None
+) -> None:
+    """A metric's whole series (e.g. ``hv`` with step = evaluations) in batched calls of <= 1000 points,
+    to ``run_id`` or the active run (appended by the baselines helper)."""
+    import time as _time
+
+    from mlflow.entities import Metric
+
+    rid = run_id or active_run_id()
+    stamp = int(_time.time() * 1000)
+    points = [Metric(key, float(v), stamp, int(s)) for v, s in zip(values, steps, strict=True)]
+    client = MlflowClient()
+    for i in range(0, len(points), 1000):
+        client.log_batch(rid, metrics=points[i : i + 1000])
