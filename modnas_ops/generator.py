@@ -1,0 +1,762 @@
+"""ParetoGenerator: the search's product as a servable model, plus its registration with MLflow.
+
+A generator maps (device anchor measurements, preference over the objectives) to one architecture: the
+argmax of the MetaHypernetwork's logits H(r, d) (deterministic), with predicted objectives from the frozen
+MetaPredictor (hardware metrics, denormalised with the row's own anchor values) and an optional error model.
+
+``predict(DataFrame)`` takes exactly the columns ``anchor_<metric>_0..9`` (raw anchor measurements in the
+space's ``anchors()`` order; ``latency_ms`` always, plus every other predictor metric) and ``pref_0..pref_{M-1}``
+(non-negative weights of ``objectives``, normalised to the simplex here), and returns ``arch`` (canonical
+string), ``nb201_index`` (when the space has one) and ``pred_<objective>`` for every objective a model predicts.
+
+The generator keeps frozen eval-mode copies of its modules (a snapshot: later training of the originals does
+not change it). It is saved as a directory (JSON spec + torch files, loaded with ``weights_only=True``) and
+logged as an MLflow pyfunc through :func:`modnas_ops.tracking.log_library_model` (imported lazily: this module
+never imports mlflow). ONNX export of chosen subnets is injected (``export_fn``), so no onnx import here either.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .devices import NUM_ANCHORS, Device
+from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
+from .pareto import preference_rays
+from .spaces import SearchSpace, get_search_space
+from .supernet import create_network
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SPEC_FILE = "generator.json"
+HYPERNETWORK_FILE = "hypernetwork.pt"
+PREDICTOR_FILE = "predictor.pt"
+ERROR_MODEL_FILE = "error_model.pt"
+ARTIFACT_KEY = "generator"  # key of the generator directory in the pyfunc's artifacts
+LATENCY = "latency_ms"
+ERROR = "error"
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_RESERVED_ALIAS_RE = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+
+
+# ---- column names ------------------------------------------------------------------------------------
+
+
+def anchor_columns(metric: str = LATENCY) -> list[str]:
+    """``anchor_<metric>_0`` ... ``anchor_<metric>_9``."""
+    return [f"anchor_{metric}_{i}" for i in range(NUM_ANCHORS)]
+
+
+def preference_columns(num_objectives: int) -> list[str]:
+    """``pref_0`` ... ``pref_{M-1}``."""
+    return [f"pref_{i}" for i in range(int(num_objectives))]
+
+
+# ---- saveable components (predictor, error model) ------------------------------------------------------
+
+_COMPONENTS: dict[str, type] = {}
+
+
+def _ref(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def register_component(cls: type) -> type:
+    """Allow :func:`load_generator` to rebuild ``cls`` (a predictor or error model defined outside
+    ``modnas_ops``). Components need ``save(path)`` and a class-level ``load(path)``."""
+    _COMPONENTS[_ref(cls)] = cls
+    return cls
+
+
+def _component_class(ref: str) -> type:
+    if ref in _COMPONENTS:
+        return _COMPONENTS[ref]
+    module, _, qualname = ref.partition(":")
+    if module != "modnas_ops" and not module.startswith("modnas_ops."):
+        raise ValueError(
+            f"generator component {ref!r} is neither in modnas_ops nor registered (register_component)"
+        )
+    import importlib
+
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type):
+        raise ValueError(f"generator component {ref!r} does not name a class")
+    return obj
+
+
+def _save_component(obj: Any, path: Path, what: str) -> str:
+    ref = _ref(type(obj))
+    _component_class(ref)  # fail now, not at load time
+    if not callable(getattr(obj, "save", None)) or not callable(getattr(type(obj), "load", None)):
+        raise ValueError(f"save_generator: the {what} ({ref}) needs save(path) and a class-level load(path)")
+    obj.save(path)
+    return ref
+
+
+class TableErrorModel(nn.Module):
+    """Error looked up per architecture: ``error[space.index(argmax(arch))]`` (e.g. NB201 test error in percent).
+
+    ``forward(arch (B, E, K)) -> (B,)``; not differentiable (a lookup), which the generator does not need.
+    """
+
+    def __init__(self, space: str | SearchSpace, error: Any, unit: str = "percent") -> None:
+        super().__init__()
+        self.space = get_search_space(space) if isinstance(space, str) else space
+        err = torch.as_tensor(np.asarray(error, dtype=np.float32))  # (num_architectures,)
+        if err.shape != (self.space.num_architectures,):
+            raise ValueError(
+                f"TableErrorModel: need one error per {self.space.name} architecture "
+                f"({self.space.num_architectures}), got shape {tuple(err.shape)}"
+            )
+        if not bool(torch.isfinite(err).all()):
+            raise ValueError("TableErrorModel: errors must be finite")
+        self.unit = str(unit)
+        self.register_buffer("error", err)
+        _, k = self.space.shape
+        powers = k ** torch.arange(self.space.num_edges - 1, -1, -1)  # (E,) base-K digits, edge 0 first
+        self.register_buffer("powers", powers, persistent=False)
+
+    @classmethod
+    def from_table(cls, table: Any, dataset: str = "cifar10") -> TableErrorModel:
+        """From a :class:`modnas_ops.benchmarks.BenchmarkTable` (error in percent)."""
+        space = table.space
+        index = np.asarray(table.genotypes, dtype=np.int64) @ (
+            space.num_ops ** np.arange(space.num_edges)[::-1]
+        )
+        err = np.full(space.num_architectures, np.nan, dtype=np.float32)
+        err[index] = table.error(dataset)
+        if np.isnan(err).any():
+            raise ValueError(f"{table.path}: the table does not cover every {space.name} architecture")
+        return cls(space, err, unit="percent")
+
+    def forward(self, arch: torch.Tensor) -> torch.Tensor:
+        idx = (arch.argmax(dim=-1) * self.powers).sum(dim=-1)  # (B,)
+        return self.error[idx]
+
+    def save(self, path: str | Path) -> None:
+        payload = {"space": self.space.name, "unit": self.unit, "error": self.error.detach().cpu()}
+        _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TableErrorModel:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or not {"space", "unit", "error"} <= set(payload):
+            raise ValueError(f"{path}: not a saved TableErrorModel")
+        return cls(payload["space"], payload["error"].numpy(), unit=payload["unit"])
+
+
+# ---- the generator ---------------------------------------------------------------------------------------
+
+
+def _frozen(module: Any) -> Any:
+    """An eval-mode, gradient-free deep copy of an ``nn.Module`` (other callables as they are)."""
+    if not isinstance(module, nn.Module):
+        return module
+    m = copy.deepcopy(module).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
+def _device_anchors(name: str, value: Any, metrics: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    if isinstance(value, Device):
+        anchors: dict[str, Any] = {LATENCY: value.anchor_latency_ms}
+    elif isinstance(value, Mapping):
+        anchors = dict(value)
+    else:
+        anchors = {LATENCY: value}
+    missing = [m for m in metrics if m not in anchors]
+    if missing:
+        raise ValueError(f"generator: device {name!r} lacks anchor values for {missing}")
+    out = {}
+    for m in metrics:
+        a = np.asarray(anchors[m], dtype=np.float64).reshape(1, -1)
+        _check_anchor_rows(a, m, [name], what="device")
+        out[m] = tuple(float(x) for x in a[0])
+    return out
+
+
+def _check_anchor_rows(a: np.ndarray, metric: str, labels: Sequence[Any], what: str = "input row") -> None:
+    """ValueError naming the first row of (N, 10) anchor values that is not finite, positive and spread."""
+    if a.shape[1] != NUM_ANCHORS:
+        raise ValueError(f"generator: {what} {labels[0]!r}: expected {NUM_ANCHORS} anchor_{metric} values")
+    bad = ~np.isfinite(a).all(axis=1)
+    bad |= ~(a > 0).all(axis=1)
+    bad |= np.ptp(np.where(np.isfinite(a), a, 0.0), axis=1) == 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"generator: {what} {labels[i]!r}: anchor_{metric} values must be finite, positive and not all "
+            f"equal, got {a[i].tolist()}"
+        )
+
+
+class ParetoGenerator:
+    """Device anchors + preference -> argmax architecture + predicted objectives (see module docstring).
+
+    ``hypernetwork``: ``forward(preference (B, M), embedding (B, 10)) -> logits (B, E, K)``.
+    ``predictor``: optional MetaPredictor, ``forward(arch (B, E, K), embedding (B, 10)) -> (B, len(metrics))``
+    in anchor-normalised units, denormalised per row as ``min_a + y * (max_a - min_a)`` over the row's anchors.
+    ``error_model``: optional callable ``arch (B, E, K) -> (B,)`` error (unit as the model states; the
+    :class:`TableErrorModel` gives percent). ``devices``: known devices by name (``Device``, 10 anchor
+    latencies in ms, or ``{metric: 10 anchor values}``), used for examples and :meth:`front`.
+    """
+
+    def __init__(
+        self,
+        hypernetwork: nn.Module,
+        space: str | SearchSpace,
+        objectives: Sequence[str] = (ERROR, LATENCY),
+        predictor: nn.Module | None = None,
+        error_model: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        devices: Mapping[str, Any] | Sequence[Device] | None = None,
+        batch_size: int = 1024,
+    ) -> None:
+        self.space = get_search_space(space) if isinstance(space, str) else space
+        self.objectives = tuple(str(o) for o in objectives)
+        if len(self.objectives) < 2 or len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(
+                f"generator: objectives must be >= 2 distinct names, got {list(self.objectives)}"
+            )
+        m = getattr(hypernetwork, "num_objectives", len(self.objectives))
+        if m != len(self.objectives):
+            raise ValueError(
+                f"generator: the hypernetwork takes {m} objectives but {len(self.objectives)} are named "
+                f"({list(self.objectives)})"
+            )
+        self.metrics: tuple[str, ...] = (
+            tuple(getattr(predictor, "metrics", ())) if predictor is not None else ()
+        )
+        if predictor is not None and not self.metrics:
+            raise ValueError("generator: the predictor must name its metrics in `.metrics`")
+        unknown = [x for x in self.metrics if x not in self.objectives]
+        if unknown:
+            raise ValueError(
+                f"generator: predictor metrics {unknown} are not among objectives {list(self.objectives)}"
+            )
+        if error_model is not None and ERROR not in self.objectives:
+            raise ValueError(
+                f"generator: an error model needs {ERROR!r} among objectives {list(self.objectives)}"
+            )
+        if int(batch_size) < 1:
+            raise ValueError(f"generator: batch_size must be >= 1, got {batch_size}")
+        self.hypernetwork = _frozen(hypernetwork)
+        self.predictor = _frozen(predictor)
+        self.error_model = _frozen(error_model)
+        self.batch_size = int(batch_size)
+        self.device = _module_device(self.hypernetwork)
+        # Metrics whose anchor values the input must carry: latency (the embedding) + every predictor metric.
+        self.anchor_metrics: tuple[str, ...] = (LATENCY, *[x for x in self.metrics if x != LATENCY])
+        items = (
+            [(d.name, d) for d in devices] if isinstance(devices, Sequence) else list((devices or {}).items())
+        )
+        self.devices: dict[str, dict[str, tuple[float, ...]]] = {
+            str(name): _device_anchors(str(name), value, self.anchor_metrics) for name, value in items
+        }
+
+    # ---- columns ---------------------------------------------------------------------------------------
+    @property
+    def input_columns(self) -> list[str]:
+        cols = [c for m in self.anchor_metrics for c in anchor_columns(m)]
+        return cols + preference_columns(len(self.objectives))
+
+    @property
+    def output_columns(self) -> list[str]:
+        cols = ["arch"] + (["nb201_index"] if hasattr(self.space, "nb201_index") else [])
+        predicted = set(self.metrics) | ({ERROR} if self.error_model is not None else set())
+        return cols + [f"pred_{o}" for o in self.objectives if o in predicted]
+
+    # ---- inputs ----------------------------------------------------------------------------------------
+    def make_input(self, preferences: Any, devices: Sequence[str] | None = None) -> pd.DataFrame:
+        """Input rows for every known device (``devices``: a subset, in that order) x every preference
+        row (P, M); row ``i`` is device ``i // P``, preference ``i % P``."""
+        prefs = np.asarray(preferences, dtype=np.float64)
+        if prefs.ndim != 2 or prefs.shape[1] != len(self.objectives):
+            raise ValueError(f"generator: preferences must be (P, {len(self.objectives)}), got {prefs.shape}")
+        names = list(self.devices) if devices is None else [str(d) for d in devices]
+        unknown = [d for d in names if d not in self.devices]
+        if unknown:
+            raise ValueError(
+                f"generator: unknown devices {unknown}; known: {', '.join(self.devices) or 'none'}"
+            )
+        rows = []
+        for name in names:
+            anchors = self.devices[name]
+            base = {
+                c: v for m in self.anchor_metrics for c, v in zip(anchor_columns(m), anchors[m], strict=True)
+            }
+            for p in prefs:
+                rows.append({**base, **dict(zip(preference_columns(len(p)), p.tolist(), strict=True))})
+        return pd.DataFrame(rows, columns=self.input_columns)
+
+    def example_input(self, prefs_per_device: int = 3) -> pd.DataFrame:
+        """Every known device x ``prefs_per_device`` preference rays (an MLflow input example)."""
+        if not self.devices:
+            raise ValueError("generator: no known devices to build an input example from")
+        return self.make_input(preference_rays(prefs_per_device, len(self.objectives)))
+
+    def _parse(self, df: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(preferences (N, M) on the simplex, {metric: anchors (N, 10)}); ValueError naming what is wrong."""
+        if not isinstance(df, pd.DataFrame):
+            raise ValueError(f"generator input must be a pandas DataFrame, got {type(df).__name__}")
+        expected = self.input_columns
+        missing = [c for c in expected if c not in df.columns]
+        extra = [str(c) for c in df.columns if c not in expected]
+        if missing or extra:
+            raise ValueError(
+                f"generator input: missing columns {missing}, unexpected columns {extra}; expected "
+                f"{self._describe_columns()}"
+            )
+        labels = list(df.index)
+        values = {}
+        for c in expected:
+            try:
+                values[c] = pd.to_numeric(df[c], errors="raise").to_numpy(dtype=np.float64)
+            except (ValueError, TypeError):
+                raise ValueError(f"generator input: column {c!r} is not numeric") from None
+        anchors = {}
+        for m in self.anchor_metrics:
+            a = (
+                np.stack([values[c] for c in anchor_columns(m)], axis=1)
+                if labels
+                else np.zeros((0, NUM_ANCHORS))
+            )
+            _check_anchor_rows(a, m, labels)
+            anchors[m] = a  # (N, 10)
+        pcols = preference_columns(len(self.objectives))
+        p = np.stack([values[c] for c in pcols], axis=1) if labels else np.zeros((0, len(pcols)))  # (N, M)
+        bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | ~(p.sum(axis=1) > 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"generator: input row {labels[i]!r}: preferences {p[i].tolist()} must be finite, non-negative "
+                "and not all zero"
+            )
+        return p / p.sum(axis=1, keepdims=True), anchors
+
+    def _describe_columns(self) -> str:
+        parts = [f"anchor_{m}_0..anchor_{m}_{NUM_ANCHORS - 1}" for m in self.anchor_metrics]
+        return ", ".join([*parts, f"pref_0..pref_{len(self.objectives) - 1}"])
+
+    # ---- prediction ------------------------------------------------------------------------------------
+    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Argmax architecture and predicted objectives per input row (output index = input index)."""
+        prefs, anchors = self._parse(df)
+        lat = anchors[LATENCY]  # (N, 10)
+        lo_lat, hi_lat = lat.min(axis=1, keepdims=True), lat.max(axis=1, keepdims=True)
+        embedding = ((lat - lo_lat) / (hi_lat - lo_lat)).astype(
+            np.float32
+        )  # (N, 10), as devices.anchor_embedding
+        genotypes, metric_out, error_out = self._run(prefs.astype(np.float32), embedding)
+        out: dict[str, Any] = {"arch": [self.space.to_string(g) for g in genotypes]}
+        if hasattr(self.space, "nb201_index"):
+            out["nb201_index"] = np.asarray([self.space.nb201_index(g) for g in genotypes], dtype=np.int64)
+        for o in self.objectives:
+            if o in self.metrics:
+                a = anchors[o]
+                lo, hi = a.min(axis=1), a.max(axis=1)
+                out[f"pred_{o}"] = lo + metric_out[:, self.metrics.index(o)] * (hi - lo)
+            elif o == ERROR and error_out is not None:
+                out[f"pred_{o}"] = error_out
+        return pd.DataFrame(out, index=df.index, columns=self.output_columns)
+
+    def _run(
+        self, prefs: np.ndarray, embedding: np.ndarray
+    ) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray | None]:
+        n = len(prefs)
+        _, k = self.space.shape
+        genotypes: list[tuple[int, ...]] = []
+        metric_out = np.zeros((n, len(self.metrics)), dtype=np.float64)
+        error_out = np.zeros(n, dtype=np.float64) if self.error_model is not None else None
+        with torch.inference_mode():
+            for s in range(0, n, self.batch_size):
+                r = torch.as_tensor(prefs[s : s + self.batch_size], device=self.device)  # (B, M)
+                d = torch.as_tensor(embedding[s : s + self.batch_size], device=self.device)  # (B, 10)
+                logits = self.hypernetwork(r, d)  # (B, E, K)
+                if tuple(logits.shape[1:]) != self.space.shape:
+                    raise ValueError(
+                        f"generator: hypernetwork logits {tuple(logits.shape)}, expected (B, *{self.space.shape})"
+                    )
+                idx = logits.argmax(dim=-1)  # (B, E)
+                arch = nn.functional.one_hot(idx, k).to(torch.float32)  # (B, E, K)
+                genotypes.extend(tuple(int(x) for x in row) for row in idx.cpu().tolist())
+                if self.predictor is not None:
+                    y = self.predictor(arch, d)  # (B, num_metrics)
+                    metric_out[s : s + len(idx)] = y.reshape(len(idx), -1).double().cpu().numpy()
+                if error_out is not None:
+                    err = self.error_model(arch)  # (B,)
+                    error_out[s : s + len(idx)] = torch.as_tensor(err).reshape(-1).double().cpu().numpy()
+        return genotypes, metric_out, error_out
+
+    def front(self, preferences: Any, devices: Sequence[str] | None = None) -> pd.DataFrame:
+        """Known devices x preferences -> one row each: ``device``, ``pref_*``, ``arch``, ``nb201_index``,
+        ``pred_*`` (the rows :func:`register_architectures` takes)."""
+        inp = self.make_input(preferences, devices)
+        names = list(self.devices) if devices is None else [str(d) for d in devices]
+        per = len(np.asarray(preferences))
+        pcols = preference_columns(len(self.objectives))
+        out = self.predict(inp)
+        head = pd.DataFrame({"device": np.repeat(names, per)}, index=inp.index)
+        return pd.concat([head, inp[pcols], out], axis=1)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able constructor arguments (components by reference), as saved in the spec."""
+        return {
+            "space": self.space.name,
+            "objectives": list(self.objectives),
+            "devices": {name: {m: list(v) for m, v in a.items()} for name, a in self.devices.items()},
+            "batch_size": self.batch_size,
+            "hypernetwork": getattr(self.hypernetwork, "name", type(self.hypernetwork).__name__),
+            "metrics": list(self.metrics),
+            "error_unit": getattr(self.error_model, "unit", None),
+        }
+
+
+# ---- save / load -----------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_generator(gen: ParetoGenerator, directory: str | Path) -> Path:
+    """Write ``generator.json`` (spec) + ``hypernetwork.pt`` (+ ``predictor.pt``, ``error_model.pt``)."""
+    if not isinstance(gen.hypernetwork, HypernetworkBase):
+        raise ValueError(
+            "save_generator: the hypernetwork must be a modnas_ops.hypernetwork model (create_hypernetwork), "
+            f"got {type(gen.hypernetwork).__name__}"
+        )
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_hypernetwork(gen.hypernetwork, d / HYPERNETWORK_FILE)
+    spec: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        **gen.describe(),
+        "hypernetwork_file": HYPERNETWORK_FILE,
+    }
+    for key, obj, file in (
+        ("predictor", gen.predictor, PREDICTOR_FILE),
+        ("error_model", gen.error_model, ERROR_MODEL_FILE),
+    ):
+        spec[key] = None if obj is None else {"class": _save_component(obj, d / file, key), "file": file}
+    text = json.dumps(spec, indent=2)
+    _atomic_write(d / SPEC_FILE, lambda tmp: Path(tmp).write_text(text))
+    return d
+
+
+def load_generator(directory: str | Path, map_location: str | torch.device = "cpu") -> ParetoGenerator:
+    """Inverse of :func:`save_generator` (torch files loaded with ``weights_only=True``)."""
+    d = Path(directory)
+    spec_path = d / SPEC_FILE
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{spec_path}: no generator spec (save_generator writes it)")
+    try:
+        spec = json.loads(spec_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{spec_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{spec_path}: not a generator spec of format {FORMAT_VERSION}")
+    device = torch.device(map_location)
+
+    def component(key: str) -> Any:
+        entry = spec.get(key)
+        if entry is None:
+            return None
+        obj = _component_class(entry["class"]).load(d / entry["file"])
+        return obj.to(device) if isinstance(obj, nn.Module) else obj
+
+    return ParetoGenerator(
+        load_hypernetwork(d / spec.get("hypernetwork_file", HYPERNETWORK_FILE), map_location=device),
+        spec["space"],
+        objectives=spec["objectives"],
+        predictor=component("predictor"),
+        error_model=component("error_model"),
+        devices=spec.get("devices") or {},
+        batch_size=spec.get("batch_size", 1024),
+    )
+
+
+def load_pyfunc(artifacts: Mapping[str, str]) -> ParetoGenerator:
+    """Loader for :class:`modnas_ops.tracking.LibraryPyfunc` (``artifacts["generator"]`` = saved directory)."""
+    if ARTIFACT_KEY not in artifacts:
+        raise ValueError(f"generator pyfunc: artifacts lack {ARTIFACT_KEY!r} (got {sorted(artifacts)})")
+    return load_generator(artifacts[ARTIFACT_KEY])
+
+
+# ---- MLflow registration ---------------------------------------------------------------------------------
+
+
+def pip_requirements() -> list[str]:
+    """torch pinned to the installed release (local tag such as ``+cpu`` dropped), numpy, pandas."""
+    return [f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas"]
+
+
+def check_alias(alias: str) -> str:
+    """``alias`` if MLflow accepts it (letters, digits, '-', '_'; not ``latest`` or ``v<digits>``)."""
+    if not _ALIAS_RE.match(alias) or _RESERVED_ALIAS_RE.match(alias):
+        raise ValueError(
+            f"invalid model alias {alias!r}: use letters, digits, '-', '_' (not 'latest' or 'v<n>')"
+        )
+    return alias
+
+
+def device_alias(alias: str, device: str) -> str:
+    """``<alias>-<device>`` with every run of other characters in the device name replaced by '-'."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", str(device)).strip("-")
+    if not slug:
+        raise ValueError(f"device name {device!r} gives an empty alias suffix")
+    return check_alias(f"{alias}-{slug}")
+
+
+def log_generator(
+    gen: ParetoGenerator,
+    registered_model_name: str | None = "modnas-generator",
+    alias: str | None = "candidate",
+    name: str = "generator",
+    input_example: pd.DataFrame | None = None,
+    prefs_per_device: int = 3,
+    tags: Mapping[str, Any] | None = None,
+) -> tuple[str, str | None]:
+    """Log ``gen`` as a pyfunc (inside the active run, if any), register it and point ``alias`` at the version.
+
+    The input example defaults to every known device x ``prefs_per_device`` rays. Returns (model_uri, version).
+    """
+    from . import tracking
+
+    if alias is not None:
+        check_alias(alias)
+    example = gen.example_input(prefs_per_device) if input_example is None else input_example
+    output = gen.predict(example)
+    version_tags = {
+        "space": gen.space.name,
+        "objectives": ",".join(gen.objectives),
+        "devices": ",".join(gen.devices),
+        **dict(tags or {}),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = save_generator(gen, Path(tmp) / ARTIFACT_KEY)
+        return tracking.log_library_model(
+            name,
+            loader="modnas_ops.generator:load_pyfunc",
+            artifacts={ARTIFACT_KEY: str(directory)},
+            input_example=example,
+            output_example=output,
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name,
+            alias=alias,
+            tags=version_tags,
+        )
+
+
+_RESERVED_ROW_KEYS = {"device", "arch", "preference", "nb201_index", "genotype", "chosen"}
+
+
+def _row_preference(row: Mapping[str, Any], where: str) -> list[float]:
+    if "preference" in row:
+        value = row["preference"]
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip().startswith("[") else value.split(",")
+                return [float(x) for x in value]
+            except ValueError:
+                raise ValueError(
+                    f"{where}: preference {row['preference']!r} is not a list of numbers"
+                ) from None
+        return [float(x) for x in np.asarray(value, dtype=np.float64).reshape(-1)]
+    cols = sorted((k for k in row if re.fullmatch(r"pref_\d+", str(k))), key=lambda k: int(str(k)[5:]))
+    if not cols:
+        raise ValueError(f"{where}: no 'preference' or pref_0.. values")
+    return [float(row[c]) for c in cols]
+
+
+def _objective_names(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str] | None) -> list[str]:
+    if objectives is not None:
+        return [str(o) for o in objectives]
+    names: list[str] = []
+    for row in rows:
+        for k, v in row.items():
+            k = str(k)
+            skip = k in _RESERVED_ROW_KEYS or re.fullmatch(r"(pref|anchor)_.*", k)
+            if (
+                not skip
+                and k not in names
+                and isinstance(v, (int, float, np.number))
+                and not isinstance(v, bool)
+            ):
+                names.append(k)
+    return names
+
+
+def register_architectures(
+    front_rows: pd.DataFrame | Sequence[Mapping[str, Any]],
+    space: str | SearchSpace,
+    network_kwargs: Mapping[str, Any],
+    *,
+    export_fn: Callable[[nn.Module, torch.Tensor], Any],
+    input_shape: Sequence[int],
+    supernet: Any = None,
+    objectives: Sequence[str] | None = None,
+    registered_model_name: str = "modnas-architectures",
+    alias: str = "candidate",
+    tags: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Export, log and register the selected architecture(s) of each device as ONNX model versions.
+
+    ``front_rows``: rows with ``device``, ``arch`` (canonical string), ``preference`` (list / JSON / "a,b") or
+    ``pref_0..``, objective values (``objectives``; default every other numeric column except ``pref_*``,
+    ``anchor_*``, ``nb201_index``) and optionally ``chosen`` (bool). Identical archs of one device become one
+    version (all their preferences in its tags). Networks: ``supernet.subnet(genotype)`` when a trained supernet
+    is given, else ``create_network(space, genotype, **network_kwargs)`` (fresh weights, seeded by ``seed``).
+    ``export_fn(model, example (input_shape)) -> ONNX ModelProto or bytes`` (``profiling.export.export_onnx``).
+    Version tags: device, arch, preference (JSON), objectives (JSON), space, nb201_index. Alias
+    ``<alias>-<device>`` points at the device's chosen version (its ``chosen`` row, else its first row).
+    Returns one dict per version: device, arch, preferences, objectives, model_uri, version, alias ("" if none).
+    """
+    from . import tracking
+
+    check_alias(alias)
+    sp = get_search_space(space) if isinstance(space, str) else space
+    rows = (
+        front_rows.to_dict("records")
+        if isinstance(front_rows, pd.DataFrame)
+        else [dict(r) for r in front_rows]
+    )
+    if not rows:
+        raise ValueError("register_architectures: no rows")
+    obj_names = _objective_names(rows, objectives)
+    groups: dict[tuple[str, tuple[int, ...]], dict[str, Any]] = {}
+    for i, row in enumerate(rows):
+        where = f"register_architectures: row {i}"
+        missing = [k for k in ("device", "arch", *obj_names) if k not in row]
+        if missing:
+            raise ValueError(f"{where}: missing {missing}")
+        try:
+            g = sp.from_string(str(row["arch"]))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        key = (str(row["device"]), g)
+        grp = groups.setdefault(
+            key, {"preferences": [], "objectives": {o: float(row[o]) for o in obj_names}, "chosen": False}
+        )
+        grp["preferences"].append(_row_preference(row, where))
+        grp["chosen"] = grp["chosen"] or bool(row.get("chosen", False))
+    chosen: dict[str, tuple[int, ...]] = {}
+    for device, g in groups:  # the device's first row ...
+        chosen.setdefault(device, g)
+    flagged: dict[str, list[str]] = {}
+    for (device, g), grp in groups.items():  # ... unless a row says chosen
+        if grp["chosen"]:
+            flagged.setdefault(device, []).append(sp.to_string(g))
+            chosen[device] = g
+    several = {d: a for d, a in flagged.items() if len(a) > 1}
+    if several:
+        raise ValueError(f"register_architectures: several chosen archs for a device: {several}")
+    aliases = {device: device_alias(alias, device) for device in chosen}
+
+    exports: dict[tuple[int, ...], tuple[Any, np.ndarray, np.ndarray]] = {}
+
+    def exported(g: tuple[int, ...]) -> tuple[Any, np.ndarray, np.ndarray]:
+        if g not in exports:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + sp.index(g))
+                if supernet is not None:
+                    net = supernet.subnet(g)
+                else:
+                    net = create_network(sp, g, **dict(network_kwargs))
+                net.eval()
+                example = torch.randn(tuple(int(x) for x in input_shape), device=_module_device(net))
+            payload = export_fn(net, example)
+            with torch.inference_mode():
+                out = net(example).detach().cpu().numpy()
+            exports[g] = (payload, example.cpu().numpy(), out)
+        return exports[g]
+
+    results = []
+    for n, ((device, g), grp) in enumerate(groups.items()):
+        payload, x, y = exported(g)
+        arch = sp.to_string(g)
+        version_tags = {
+            "device": device,
+            "arch": arch,
+            "preference": json.dumps(grp["preferences"]),
+            "objectives": json.dumps(grp["objectives"]),
+            "space": sp.name,
+            **({"nb201_index": sp.nb201_index(g)} if hasattr(sp, "nb201_index") else {}),
+            **dict(tags or {}),
+        }
+        a = aliases[device] if chosen[device] == g else None
+        uri, version = tracking.log_onnx_model(
+            f"onnx-{n}",
+            payload,
+            input_example=x,
+            output_example=y,
+            registered_model_name=registered_model_name,
+            alias=a,
+            tags=version_tags,
+        )
+        log.info(
+            "registered %s v%s: %s on %s%s",
+            registered_model_name,
+            version,
+            arch,
+            device,
+            f" @{a}" if a else "",
+        )
+        results.append(
+            {
+                "device": device,
+                "arch": arch,
+                "preferences": grp["preferences"],
+                "objectives": grp["objectives"],
+                "model_uri": uri,
+                "version": version,
+                "alias": a or "",
+            }
+        )
+    return results
+
+
+__all__ = [
+    "ParetoGenerator",
+    "TableErrorModel",
+    "anchor_columns",
+    "check_alias",
+    "device_alias",
+    "load_generator",
+    "load_pyfunc",
+    "log_generator",
+    "pip_requirements",
+    "preference_columns",
+    "register_architectures",
+    "register_component",
+    "save_generator",
+]

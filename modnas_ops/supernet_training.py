@@ -1,0 +1,192 @@
+"""Supernet weight pre-training with uniformly sampled architectures (single-path one-shot), and saving /
+loading the trained supernet so a search can start from it (``search.supernet.init_weights``).
+
+Every step draws one architecture uniformly from the space, feeds its exact one-hot op weights (so only the
+chosen ops run) and steps the shared weights on the cross-entropy of a train batch. After each epoch the
+mean valid error of a fixed set of random architectures measures progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .spaces import Genotype, SearchSpace, get_search_space
+from .supernet import Supernet
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Uniform-sampling supernet training."""
+
+    epochs: int = 20
+    steps_per_epoch: int = 0  # 0 = one pass over the train split per epoch
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    eval_archs: int = 16  # fixed random architectures whose mean valid error is reported per epoch
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_archs < 1 or self.steps_per_epoch < 0:
+            raise ValueError("pretrain: need epochs, batch_size, eval_archs >= 1 and steps_per_epoch >= 0")
+        if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("pretrain: need lr > 0, weight_decay >= 0, grad_clip >= 0")
+
+
+@torch.no_grad()
+def valid_error(
+    supernet: Supernet, genotypes: Sequence[Genotype], x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+) -> np.ndarray:
+    """(R,) error in percent of each genotype on (x, y) under the shared weights, with batch-statistics BN;
+    the supernet's BN running statistics and train/eval mode are restored afterwards."""
+    saved = {k: v.clone() for k, v in supernet.state_dict().items() if "running" in k or "num_batches" in k}
+    was_training = supernet.training
+    supernet.train()
+    device = next(supernet.parameters()).device
+    out = []
+    try:
+        for g in genotypes:
+            w = torch.from_numpy(supernet.space.one_hot(g)).to(device)
+            wrong = 0
+            for i in range(0, len(x), batch_size):
+                xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+                wrong += int((supernet(xb, w).argmax(-1) != yb).sum())
+            out.append(100.0 * wrong / max(1, len(x)))
+    finally:
+        supernet.load_state_dict(saved, strict=False)
+        supernet.train(was_training)
+    return np.asarray(out, dtype=np.float64)
+
+
+def pretrain_supernet(
+    supernet: Supernet,
+    train: Any,
+    valid: Any,
+    cfg: PretrainConfig,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``supernet`` in place on ``train`` (a TensorDataset) with uniformly sampled architectures;
+    returns per-epoch ``train_loss`` and ``valid_error_mean`` / ``valid_error_min`` (percent)."""
+    device = next(supernet.parameters()).device
+    space = supernet.space
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    x_all, y_all = train.tensors
+    bs = min(cfg.batch_size, len(x_all))
+    steps = cfg.steps_per_epoch or math.ceil(len(x_all) / bs)
+    opt = torch.optim.SGD(
+        supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
+    eval_set = [space.sample(rng) for _ in range(cfg.eval_archs)]
+    history = []
+    for epoch in tqdm(range(cfg.epochs), desc="supernet", disable=not progress, leave=False):
+        supernet.train()
+        order = torch.randperm(len(x_all), generator=gen)
+        losses = []
+        for step in range(steps):
+            idx = order[(step * bs) % len(order) :][:bs]
+            if len(idx) < bs:
+                idx = torch.cat([idx, order[: bs - len(idx)]])
+            w = torch.from_numpy(space.one_hot(space.sample(rng))).to(device)
+            loss = nn.functional.cross_entropy(supernet(x_all[idx].to(device), w), y_all[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        errs = valid_error(supernet, eval_set, *valid.tensors)
+        m = {
+            "epoch": float(epoch),
+            "train_loss": float(np.mean(losses)),
+            "valid_error_mean": float(errs.mean()),
+            "valid_error_min": float(errs.min()),
+        }
+        history.append(m)
+        if on_epoch is not None:
+            on_epoch(epoch, m)
+    return history
+
+
+def save_supernet(supernet: Supernet, path: str | Path) -> Path:
+    """Atomic ``torch.save`` of the supernet's constructor arguments and weights."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT_VERSION,
+        "space": supernet.space.name,
+        "hparams": {
+            "C": supernet.C,
+            "N": supernet.N,
+            "in_channels": supernet.in_channels,
+            "num_classes": supernet.num_classes,
+            "affine": supernet.affine,
+        },
+        "state_dict": {k: v.detach().cpu() for k, v in supernet.state_dict().items()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def load_supernet(path: str | Path, map_location: str | torch.device = "cpu") -> Supernet:
+    """Inverse of :func:`save_supernet` (``weights_only=True``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such supernet file")
+    payload = torch.load(p, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{p}: not a supernet file of format {FORMAT_VERSION}")
+    net = Supernet(get_search_space(payload["space"]), **payload["hparams"])
+    net.load_state_dict(payload["state_dict"])
+    return net.to(map_location)
+
+
+def check_compatible(
+    net: Supernet, space: SearchSpace, C: int, N: int, in_channels: int, num_classes: int
+) -> None:
+    """ValueError naming the first mismatch between a loaded supernet and the wanted one."""
+    want = {"space": space.name, "C": C, "N": N, "in_channels": in_channels, "num_classes": num_classes}
+    have = {"space": net.space.name, "C": net.C, "N": net.N, "in_channels": net.in_channels,
+            "num_classes": net.num_classes}  # fmt: skip
+    for k, v in want.items():
+        if have[k] != v:
+            raise ValueError(f"pretrained supernet has {k}={have[k]}, the search needs {k}={v}")
+
+
+__all__ = [
+    "PretrainConfig",
+    "check_compatible",
+    "load_supernet",
+    "pretrain_supernet",
+    "save_supernet",
+    "valid_error",
+]

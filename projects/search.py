@@ -1,0 +1,184 @@
+"""MLflow entry point: the MODNAS search (one hypernetwork, Pareto fronts for many devices).
+
+    python -m projects.search [--config YAML] [--set key=value ...]
+                              [--profile-table CSV | --profile-run-id ID] [--benchmark PATH]
+
+Default (``projects/configs/search.yaml``): supernet mode on the embedded digits data; devices are this
+machine's CPU configs from a profiling table (``--profile-table``, the ``profile/`` artifact of a
+``projects/profile.py`` run, else a quick profile first, resumed from ``quick_profile_output``).
+``--benchmark`` (or ``projects/configs/search_nb201.yaml``) switches to benchmark mode on the NB201 table.
+Logs per epoch ``hv/<device>`` (+ ``hv_true``/``hv_ratio`` in benchmark mode), the losses, the fronts
+(``fronts/fronts.csv``, one PNG per device), the trained hypernetwork / predictor / error model files and
+the search checkpoint. Bad input: one line on stderr, exit code 2, run FAILED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as a script: import from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from modnas_ops.cli import add_config_arguments, config_from_args, run_main
+from modnas_ops.search import SearchConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "search.yaml"
+PROFILE_CONFIG = Path(__file__).resolve().parent / "configs" / "profile.yaml"
+
+
+@dataclass(frozen=True)
+class SearchRunConfig:
+    search: SearchConfig = field(default_factory=SearchConfig)
+    profile_table: str = ""  # supernet mode: profiling CSV (profiling/campaign.py format)
+    profile_run_id: str = ""  # or an MLflow run of projects/profile.py (its profile/*.csv artifact)
+    quick_profile_archs: int = 40  # neither given: profile this many sampled archs (+ anchors) first
+    quick_profile_output: str = "outputs/profile.csv"
+    output_dir: str = "outputs/search"  # model files written here (and logged)
+    plots: bool = True
+    experiment: str = "search"
+    run_name: str = "search"
+
+    def __post_init__(self) -> None:
+        if self.profile_table and self.profile_run_id:
+            raise ValueError("give at most one of profile_table and profile_run_id")
+        if self.search.mode == "benchmark" and (self.profile_table or self.profile_run_id):
+            raise ValueError("benchmark mode reads the NB201 table; drop profile_table / profile_run_id")
+        if self.quick_profile_archs < 1:
+            raise ValueError(f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
+
+
+def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
+    """Rows of the profiling table the config names (or of a quick profile of this machine) and their source."""
+    from profiling.campaign import read_table
+
+    if cfg.profile_table:
+        return read_table(cfg.profile_table), cfg.profile_table
+    if cfg.profile_run_id:
+        from modnas_ops import tracking
+
+        local = Path(tracking.download_artifacts(cfg.profile_run_id, "profile", tempfile.mkdtemp()))
+        tables = sorted(local.rglob("*.csv")) if local.is_dir() else [local]
+        if len(tables) != 1:
+            raise ValueError(
+                f"run {cfg.profile_run_id}: expected one profile/*.csv artifact, found {len(tables)}"
+            )
+        return read_table(tables[0]), f"runs:/{cfg.profile_run_id}/profile/{tables[0].name}"
+    from modnas_ops.config import load_config
+    from profiling.campaign import run_campaign
+    from projects.profile import ProfileConfig
+
+    s = cfg.search.supernet
+    overrides = [
+        f"num_archs={cfg.quick_profile_archs}",
+        f"output={cfg.quick_profile_output}",
+        f"space={cfg.search.space}",
+        f"C={s.C}",
+        f"N={s.N}",
+    ]
+    campaign = load_config(ProfileConfig, PROFILE_CONFIG if PROFILE_CONFIG.is_file() else None, overrides)
+    print(
+        f"no profiling table given: quick profile of {cfg.quick_profile_archs} archs + anchors -> {campaign.output}"
+    )
+    result = run_campaign(campaign)
+    return result.rows, str(result.path)
+
+
+def front_figure(rows: Any, device: str, hv: dict[str, float]) -> Any:
+    """Found architectures of one device: predicted and judged (true / measured) objectives."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4), dpi=100)
+    ax = fig.add_subplot()
+    ax.scatter(rows["pred_latency_ms"], rows["pred_error"], s=14, marker="x", c="0.5", label="predicted")
+    on = rows["on_front"].to_numpy(bool)
+    ax.scatter(rows["true_latency_ms"][~on], rows["true_error"][~on], s=16, c="tab:orange", label="dominated")
+    front = rows[on].sort_values("true_latency_ms")
+    ax.plot(front["true_latency_ms"], front["true_error"], "o-", c="tab:blue", ms=4, label="found front")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("error (%)")
+    ax.set_title(f"{device}: " + ", ".join(f"{k} {v:.4f}" for k, v in hv.items()), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.9)
+    return fig
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile-table", default=None, help="profiling table CSV (supernet mode)")
+    parser.add_argument(
+        "--profile-run-id", default=None, help="MLflow run of projects/profile.py (supernet mode)"
+    )
+    parser.add_argument(
+        "--benchmark", default=None, help="NB201 table (.csv.gz or directory): benchmark mode"
+    )
+    add_config_arguments(parser, DEFAULT_CONFIG)
+    args = parser.parse_args(argv)
+    extra = [f"profile_table={args.profile_table}"] if args.profile_table else []
+    extra += [f"profile_run_id={args.profile_run_id}"] if args.profile_run_id else []
+    extra += ["search.mode=benchmark", f"search.benchmark.table={args.benchmark}"] if args.benchmark else []
+    cfg = config_from_args(SearchRunConfig, args, extra)
+
+    from modnas_ops import tracking
+    from modnas_ops.hypernetwork import save_hypernetwork
+    from modnas_ops.search import CHECKPOINT_FILE, run_search
+
+    out = Path(cfg.output_dir)
+    with tracking.start_run(cfg.run_name, cfg, experiment=cfg.experiment) as run:
+        inject: dict[str, Any] = {}
+        if cfg.search.mode == "supernet":
+            rows, source = _profile_rows(cfg)
+            inject["profile_rows"] = rows
+            tracking.set_tags({"data.profile": source})
+        tracking.set_tags({"search.mode": cfg.search.mode, "space": cfg.search.space})
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            tracking.log_metrics(metrics, step=epoch)
+            keys = [k for k in metrics if k.startswith(("hv_ratio_mean/", "hv_ratio_min/", "hv_mean/"))]
+            print(f"epoch {epoch}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in sorted(keys)), flush=True)
+
+        result = run_search(cfg.search, on_epoch=on_epoch, **inject)
+        tracking.log_metrics(result.metrics, step=cfg.search.epochs)
+        tracking.log_table(result.fronts, "fronts/fronts.csv")
+        out.mkdir(parents=True, exist_ok=True)
+        save_hypernetwork(result.hypernetwork, out / "hypernetwork.pt")
+        files = [out / "hypernetwork.pt"]
+        for name, obj in (("predictor.pt", result.predictor), ("error_model.pt", result.error_model)):
+            if obj is not None and callable(getattr(obj, "save", None)):
+                obj.save(out / name)
+                files.append(out / name)
+        for f in files:
+            tracking.log_artifact(f, "model")
+        if cfg.search.checkpoint_dir and (Path(cfg.search.checkpoint_dir) / CHECKPOINT_FILE).is_file():
+            tracking.log_artifact(Path(cfg.search.checkpoint_dir) / CHECKPOINT_FILE, "checkpoint")
+        if cfg.plots:
+            for d in result.devices:
+                hv = {k.split("/")[0]: v for k, v in result.metrics.items() if k.endswith(f"/{d.name}")}
+                hv = {k: v for k, v in hv.items() if k in ("hv", "hv_ratio", "hv_reference")}
+                rows = result.fronts[result.fronts["device"] == d.name]
+                tracking.log_figure(front_figure(rows, d.name, hv), f"fronts/{d.name}.png")
+
+    m = result.metrics
+    print(f"run {run.info.run_id}: {cfg.search.mode} search, {result.wall_time_s:.1f} s")
+    print(f"{'device':<20} {'split':<5} {'hv':>7} {'hv_ratio':>8}")
+    for d in result.devices:
+        ratio = m.get(f"hv_ratio/{d.name}")
+        print(
+            f"{d.name:<20} {d.split:<5} {m[f'hv/{d.name}']:>7.4f} {'' if ratio is None else f'{ratio:>8.4f}'}"
+        )
+    if "num_queries" in m:
+        print(f"accuracy queries: {int(m['num_queries'])} of {int(m['query_budget'])}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

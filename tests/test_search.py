@@ -1,0 +1,385 @@
+"""Search loop on fake worlds with known answers: a synthetic NB201 table (additive accuracy and latency,
+exact fake predictor) for benchmark mode, a synthetic profiling table + digits for supernet mode; query
+budget counting, metrics, fronts, checkpoint resume after a kill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modnas_ops.benchmarks import BenchmarkTable, evaluate_front, true_front
+from modnas_ops.config import load_config
+from modnas_ops.pareto import preference_rays
+from modnas_ops.search import SearchConfig, available_modes, config_fingerprint, run_search
+from modnas_ops.spaces import get_search_space
+
+SPACE = get_search_space("nb201")
+E, K = SPACE.shape
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _op_costs(seed: int) -> np.ndarray:
+    """(E, K) latency cost per op: none 0, skip tiny, conv1x1 < pool < conv3x3, scaled per edge."""
+    rng = np.random.default_rng(seed)
+    base = np.array([0.0, 0.05, 1.0, 3.0, 0.4])
+    return base[None, :] * rng.uniform(0.5, 1.5, size=(E, 1)) + rng.uniform(0, 0.1, size=(E, K))
+
+
+DEVICES = {"dev_a": 0, "dev_b": 1, "dev_c": 2, "dev_test": 3}
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[BenchmarkTable, dict[str, np.ndarray]]:
+    """A synthetic NB201 table: error additive in the ops (convs help, 'none' hurts; the all-'none' cell at
+    90 %), latency additive with per-device op costs."""
+    genotypes = np.asarray(
+        [SPACE.from_nb201_index(i) for i in range(SPACE.num_architectures)], dtype=np.int64
+    )
+    onehot = SPACE.one_hot_batch([tuple(g) for g in genotypes]).reshape(len(genotypes), -1)
+    gain = np.array([-4.0, 0.5, 1.5, 2.5, 1.0])[None, :] * np.linspace(1.0, 2.0, E)[:, None]  # (E, K)
+    err = np.clip(30.0 - onehot @ gain.reshape(-1), 5.0, 90.0)
+    err[np.all(genotypes == 0, axis=1)] = 90.0
+    costs = {d: _op_costs(s) for d, s in DEVICES.items()}
+    latency = {d: 1.0 + onehot @ c.reshape(-1) for d, c in costs.items()}
+    table = BenchmarkTable(
+        path=Path("synthetic.csv"),
+        space=SPACE,
+        archs=tuple(SPACE.to_string(g) for g in genotypes),
+        genotypes=genotypes,
+        accuracy={"cifar10": 100.0 - err},
+        latency_ms=latency,
+        train_devices=("dev_a", "dev_b", "dev_c"),
+        test_devices=("dev_test",),
+        anchor_indices=tuple(SPACE.nb201_index(g) for g in SPACE.anchors()),
+    )
+    return table, costs
+
+
+class ExactPredictor(nn.Module):
+    """The MetaPredictor contract with the synthetic world's exact additive latency: the device is
+    recognised by its embedding; output in anchor-normalised units."""
+
+    metrics = ("latency_ms",)
+
+    def __init__(self, table: BenchmarkTable, costs: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        names = list(costs)
+        self.register_buffer("emb", torch.tensor(np.stack([table.device_embedding(d) for d in names])))
+        self.register_buffer("cost", torch.tensor(np.stack([costs[d] for d in names]), dtype=torch.float32))
+        a = np.stack([table.anchor_latency_ms(d) for d in names])
+        self.register_buffer("amin", torch.tensor(a.min(1), dtype=torch.float32))
+        self.register_buffer("amax", torch.tensor(a.max(1), dtype=torch.float32))
+        self.scale = nn.Parameter(torch.ones(()))  # a parameter, to check the predictor stays frozen
+
+    def forward(self, arch: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        j = torch.cdist(embedding, self.emb).argmin(1)  # (B,)
+        lat = 1.0 + (arch * self.cost[j]).sum(dim=(1, 2)) * self.scale
+        return ((lat - self.amin[j]) / (self.amax[j] - self.amin[j]))[:, None]
+
+
+def _bench_cfg(tmp_path: Path | None = None, **over: object) -> SearchConfig:
+    items = {
+        "mode": "benchmark",
+        "epochs": 3,
+        "steps_per_epoch": 30,
+        "benchmark.query_budget": 150,
+        "benchmark.initial_queries": 100,
+        "benchmark.query_rounds": 1,
+        "benchmark.surrogate_models": 1,
+        "benchmark.surrogate_hidden": 32,
+        "benchmark.surrogate_epochs": 100,
+        "hypernet.lr": 0.05,
+        "architect.prefs_per_device": 8,
+        **({"checkpoint_dir": str(tmp_path)} if tmp_path else {}),
+        **over,
+    }
+    return load_config(SearchConfig, None, [f"{k}={v}" for k, v in items.items()])
+
+
+@pytest.fixture(scope="module")
+def bench_result(world):
+    table, costs = world
+    history = []
+    res = run_search(_bench_cfg(), on_epoch=lambda e, m: history.append(m), progress=False, table=table,
+                     predictor=ExactPredictor(table, costs))  # fmt: skip
+    return res, history
+
+
+def test_benchmark_mode_counts_queries_and_reports_hv(world, bench_result) -> None:
+    table, _ = world
+    res, history = bench_result
+    assert res.metrics["num_queries"] == 150 and res.metrics["query_budget"] == 150
+    assert len(history) == 3
+    for d in table.devices:
+        hv, best, ratio = (res.metrics[f"{k}/{d}"] for k in ("hv", "hv_true", "hv_ratio"))
+        assert best == pytest.approx(true_front(table, d).hv)
+        assert ratio == pytest.approx(hv / best)
+        assert 0 < ratio <= 1 + 1e-9
+    assert {"hv_ratio_min/train", "hv_ratio_mean/train", "hv_ratio_min/test"} <= set(res.metrics)
+
+
+def test_benchmark_mode_beats_random_architectures(world, bench_result) -> None:
+    """On additive objectives the found fronts are far better than 24 random architectures."""
+    table, _ = world
+    res, _ = bench_result
+    rng = np.random.default_rng(0)
+    for d in table.devices:
+        random_ratio = np.mean(
+            [
+                evaluate_front(table, d, rng.choice(len(table), 24)).hv / true_front(table, d).hv
+                for _ in range(10)
+            ]
+        )
+        assert res.metrics[f"hv_ratio/{d}"] > max(0.9, random_ratio + 0.05), d
+
+
+def test_benchmark_fronts_hold_true_values(world, bench_result) -> None:
+    table, _ = world
+    res, _ = bench_result
+    f = res.fronts
+    assert len(f) == len(table.devices) * 24
+    assert {"device", "split", "ray", "pref_0", "pref_1", "arch", "nb201_index", "pred_error", "pred_latency_ms",
+            "true_error", "true_latency_ms", "on_front"} <= set(f.columns)  # fmt: skip
+    np.testing.assert_allclose(f["true_error"], table.error()[f["nb201_index"]])
+    for d, g in f.groupby("device"):
+        np.testing.assert_allclose(g["true_latency_ms"], table.latency(d)[g["nb201_index"]])
+        np.testing.assert_allclose(g[["pref_0", "pref_1"]].to_numpy(), preference_rays(24, 2))
+        for arch, idx in zip(g["arch"], g["nb201_index"], strict=True):
+            assert SPACE.nb201_index(SPACE.from_string(arch)) == idx
+    assert set(f.loc[f["device"] == "dev_test", "split"]) == {"test"}
+
+
+def test_predictor_stays_frozen(world) -> None:
+    table, costs = world
+    pred = ExactPredictor(table, costs)
+    run_search(_bench_cfg(epochs=1, steps_per_epoch=5), progress=False, table=table, predictor=pred)
+    assert not pred.scale.requires_grad and pred.scale.grad is None and float(pred.scale) == 1.0
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_benchmark_resume_after_kill_matches_uninterrupted_run(world, tmp_path) -> None:
+    table, costs = world
+    cfg = _bench_cfg(tmp_path, epochs=3, steps_per_epoch=5)
+
+    def kill_after_epoch_1(epoch: int, metrics: dict) -> None:
+        if epoch == 1:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        run_search(
+            cfg,
+            on_epoch=kill_after_epoch_1,
+            progress=False,
+            table=table,
+            predictor=ExactPredictor(table, costs),
+        )
+    epochs_seen = []
+    resumed = run_search(cfg, on_epoch=lambda e, m: epochs_seen.append(e), progress=False, table=table,
+                         predictor=ExactPredictor(table, costs))  # fmt: skip
+    assert epochs_seen == [2]
+    assert resumed.metrics["num_queries"] == 150  # no budget spent twice
+    fresh = run_search(_bench_cfg(None, epochs=3, steps_per_epoch=5), progress=False, table=table,
+                       predictor=ExactPredictor(table, costs))  # fmt: skip
+    for p, q in zip(resumed.hypernetwork.parameters(), fresh.hypernetwork.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert resumed.metrics["hv/dev_a"] == pytest.approx(fresh.metrics["hv/dev_a"])
+
+
+def _profile_rows(world) -> list[dict]:
+    """A synthetic profiling table: anchors + 30 archs on two CPU 'devices' of the synthetic world."""
+    _, costs = world
+    rng = np.random.default_rng(1)
+    archs = [tuple(g) for g in SPACE.anchors()] + [SPACE.sample(rng) for _ in range(30)]
+    rows = []
+    for dev, src in (("cpu-a", "dev_a"), ("cpu-b", "dev_b")):
+        for i, g in enumerate(archs):
+            lat = 1.0 + float((SPACE.one_hot(g) * costs[src]).sum())
+            rows.append({"space": "nb201", "arch": SPACE.to_string(g), "device": dev, "latency_ms": lat,
+                         "role": "anchor" if i < 10 else "sample"})  # fmt: skip
+    return rows
+
+
+def _supernet_cfg(tmp_path: Path | None = None, **over: object) -> SearchConfig:
+    items = {
+        "mode": "supernet",
+        "epochs": 3,
+        "steps_per_epoch": 2,
+        "num_rays": 4,
+        "supernet.C": 2,
+        "supernet.N": 1,
+        "supernet.batch_size": 32,
+        "supernet.predictor_epochs": 5,
+        "supernet.reference_archs": 4,
+        "supernet.eval_batches": 1,
+        "supernet.warmup_epochs": 1,
+        "architect.prefs_per_device": 1,
+        **({"checkpoint_dir": str(tmp_path)} if tmp_path else {}),
+        **over,
+    }
+    return load_config(SearchConfig, None, [f"{k}={v}" for k, v in items.items()])
+
+
+def test_supernet_mode_runs_resumes_and_reports(world, tmp_path) -> None:
+    from modnas_ops.data import load_digits_splits
+
+    data = load_digits_splits(seed=0)
+    rows = _profile_rows(world)
+    cfg = _supernet_cfg(tmp_path)
+    seen: list[dict] = []
+
+    def kill_after_epoch_1(epoch: int, metrics: dict) -> None:
+        seen.append(metrics)
+        if epoch == 1:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        run_search(cfg, on_epoch=kill_after_epoch_1, progress=False, data=data, profile_rows=rows)
+    assert "hypernet_loss" not in seen[0] and "hypernet_loss" in seen[1]  # epoch 0 is weight warm-up
+    assert seen[0]["weight_loss"] > 0
+    resumed = run_search(cfg, progress=False, data=data, profile_rows=rows)
+    fresh = run_search(_supernet_cfg(None), progress=False, data=data, profile_rows=rows)
+    for p, q in zip(resumed.hypernetwork.parameters(), fresh.hypernetwork.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    for d in ("cpu-a", "cpu-b"):
+        assert np.isfinite(resumed.metrics[f"hv/{d}"]) and resumed.metrics[f"hv/{d}"] >= 0
+        assert resumed.metrics[f"hv/{d}"] == pytest.approx(fresh.metrics[f"hv/{d}"])
+        assert f"hv_reference/{d}" in resumed.metrics
+    f = resumed.fronts
+    assert len(f) == 2 * 4 and {"true_error", "true_latency_ms", "latency_measured"} <= set(f.columns)
+    assert ((f["true_error"] >= 0) & (f["true_error"] <= 100)).all()
+
+
+def test_fingerprint_and_config_validation() -> None:
+    a = _bench_cfg()
+    assert config_fingerprint(a) == config_fingerprint(_bench_cfg(threads=2, checkpoint_dir="x"))
+    assert config_fingerprint(a) != config_fingerprint(_bench_cfg(seed=1))
+    assert {"benchmark", "supernet"} <= set(available_modes())
+    with pytest.raises(ValueError, match="mode"):
+        load_config(SearchConfig, None, ["mode=other"])
+    with pytest.raises(ValueError, match="unknown search space"):
+        load_config(SearchConfig, None, ["space=nope"])
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        load_config(SearchConfig, None, ["steps_per_epoch=0"])
+
+
+# ---- accuracy surrogate and query oracle ------------------------------------------------------------------
+
+
+def test_surrogate_reproduces_queried_errors_and_generalises(world, tmp_path) -> None:
+    from modnas_ops.surrogate import ErrorSurrogate
+
+    table, _ = world
+    x = torch.from_numpy(SPACE.one_hot_batch([tuple(g) for g in table.genotypes]))
+    err = torch.as_tensor(table.error(), dtype=torch.float32)
+    rng = np.random.default_rng(0)
+    q = rng.choice(len(x), 300, replace=False)
+    s = ErrorSurrogate(SPACE.shape, num_models=2, hidden=64).fit(x[q], err[q], epochs=300)
+    with torch.no_grad():
+        pred = s(x)
+    torch.testing.assert_close(pred[q], err[q], rtol=0.02, atol=0)  # the residual kernel interpolates
+    rest = np.setdiff1d(np.arange(len(x)), q)[:3000]
+    rank = np.corrcoef(np.argsort(np.argsort(pred[rest].numpy())), np.argsort(np.argsort(err[rest].numpy())))
+    assert rank[0, 1] > 0.9  # additive truth: unqueried archs ranked well
+    a = x[:4].clone().requires_grad_()
+    s(a).sum().backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0  # differentiable w.r.t. the architecture
+    s.save(tmp_path / "s.pt")
+    s2 = ErrorSurrogate.load(tmp_path / "s.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(s2(x[:50]), pred[:50])
+
+
+def test_query_oracle_counts_unique_queries_and_enforces_the_budget() -> None:
+    from modnas_ops.surrogate import BudgetExceeded, QueryOracle
+
+    o = QueryOracle(np.arange(10.0), budget=4)
+    np.testing.assert_array_equal(o.query([3, 3, 5]), [3.0, 3.0, 5.0])
+    assert o.num_queries == 2 and o.remaining == 2
+    o.query([5, 3])  # repeats are free
+    assert o.num_queries == 2
+    with pytest.raises(BudgetExceeded, match="exceeds the budget"):
+        o.query([0, 1, 2])
+    assert o.num_queries == 2
+    np.testing.assert_array_equal(o.queried, [3, 5])
+    with pytest.raises(ValueError, match="rows must lie"):
+        o.query([10])
+
+
+def test_pareto_relevant_ranks_by_best_front_over_devices() -> None:
+    from modnas_ops.surrogate import pareto_relevant
+
+    err = np.array([1.0, 2.0, 3.0, 2.5, 4.0])
+    cost_a = np.array([5.0, 3.0, 1.0, 4.0, 6.0])  # fronts: {0, 1, 2}, {3}, {4}
+    cost_b = np.array([5.0, 6.0, 7.0, 1.0, 8.0])  # fronts: {0, 3}, {1}, {2, 4}
+    # best ranks (0, 0, 0, 0, 2); row 0 is at rank 0 on both devices, rows 1-3 on one; row 4 is beyond
+    np.testing.assert_array_equal(pareto_relevant(err, [cost_a, cost_b], max_fronts=2), [0, 1, 2, 3])
+    np.testing.assert_array_equal(pareto_relevant(err, [cost_a, cost_b], max_fronts=3), [0, 1, 2, 3, 4])
+    assert 0 not in pareto_relevant(err, [cost_a], max_fronts=2, exclude=np.array([0]))
+
+
+# ---- supernet pieces ---------------------------------------------------------------------------------------
+
+
+def test_dense_forward_matches_values_and_reaches_unselected_ops() -> None:
+    from modnas_ops.search import dense_forward
+    from modnas_ops.supernet import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(SPACE, C=2, N=1, in_channels=1, num_classes=3).train()
+    x = torch.randn(4, 1, 8, 8)
+    g = (3, 2, 1, 3, 2, 3)  # every node reaches the output
+    w = torch.tensor(SPACE.one_hot(g), requires_grad=True)
+    torch.testing.assert_close(dense_forward(net, x, w), net(x, w), rtol=0, atol=0)
+    dense_forward(net, x, w).square().sum().backward()
+    unselected = torch.ones(E, K, dtype=torch.bool)
+    unselected[torch.arange(E), torch.tensor(g)] = False
+    unselected[:, 0] = False  # 'none' outputs zeros: its gradient is zero on any path
+    assert (w.grad[unselected] != 0).all()
+
+
+def test_pretrain_supernet_save_load(tmp_path) -> None:
+    from modnas_ops.data import load_digits_splits
+    from modnas_ops.supernet import Supernet
+    from modnas_ops.supernet_training import PretrainConfig, load_supernet, pretrain_supernet, save_supernet
+
+    data = load_digits_splits(seed=0)
+    torch.manual_seed(0)
+    net = Supernet(SPACE, C=2, N=1, in_channels=1, num_classes=10)
+    hist = pretrain_supernet(net, data.train, data.valid, PretrainConfig(epochs=2, steps_per_epoch=15,
+                             batch_size=32, eval_archs=3), progress=False)  # fmt: skip
+    assert len(hist) == 2 and hist[1]["train_loss"] < hist[0]["train_loss"]
+    assert 0 <= hist[-1]["valid_error_min"] <= hist[-1]["valid_error_mean"] <= 100
+    path = save_supernet(net, tmp_path / "sn.pt")
+    net2 = load_supernet(path)
+    x = data.valid.tensors[0][:8]
+    w = torch.tensor(SPACE.one_hot((3, 3, 3, 3, 3, 3)))
+    net.eval(), net2.eval()
+    torch.testing.assert_close(net2(x, w), net(x, w))
+    with pytest.raises(FileNotFoundError):
+        load_supernet(tmp_path / "missing.pt")
+
+
+def test_reference_normaliser_bounds_and_degenerate_objectives() -> None:
+    from modnas_ops.search import reference_normaliser
+
+    ref = np.array([[10.0, 1.0], [20.0, 3.0], [95.0, 0.5]])  # the 95 % row is dropped (MODNAS rule)
+    n = reference_normaliser(ref, np.array([[5.0, 2.0]]))
+    assert n.lo == (10.0, 1.0) and n.hi == (20.0, 3.0)
+    flat = reference_normaliser(np.array([[30.0, 1.0], [30.0, 2.0]]), np.array([[10.0, 1.5]]))
+    assert flat.lo == (10.0, 1.0) and flat.hi == (30.0, 2.0)  # error bounds from reference + found
+    single = reference_normaliser(np.array([[30.0, 1.0]]), np.array([[30.0, 1.0]]))
+    assert single.hi[0] > single.lo[0] and single.hi[1] > single.lo[1]
