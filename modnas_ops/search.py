@@ -256,6 +256,7 @@ class SearchResult:
     objectives: tuple[str, ...]
     space: SearchSpace
     wall_time_s: float
+    supernet: nn.Module | None = None  # supernet mode: the trained weight-sharing supernet
 
 
 # ---- error objective providers (registry) -----------------------------------------------------------------
@@ -284,7 +285,7 @@ class ErrorObjective(abc.ABC):
         """(B,) differentiable error of one-hot architectures (B, E, K)."""
 
     def before_hypernet_step(self, architect: Architect, train_devices: DeviceBatch) -> Any:
-        """Work before each hypernetwork step (e.g. a supernet weight step); returns the error term's batch."""
+        """Work before each hypernetwork step (e.g. a weight step); returns the error term's batch."""
         return None
 
     @property
@@ -520,7 +521,7 @@ class BenchmarkObjective(ErrorObjective):
             )
 
     def _acquire(self, rng: np.random.Generator) -> ErrorSurrogate:
-        """Initial uniform queries, then rounds of Pareto-relevant queries (predicted fronts of all devices)."""
+        """Initial uniform queries, then rounds of Pareto-relevant ones (predicted fronts of the devices)."""
         n = len(self.onehots)
         b = self.bcfg
         self.oracle.query(rng.choice(n, size=min(b.initial_queries, n), replace=False))
@@ -561,7 +562,8 @@ class BenchmarkObjective(ErrorObjective):
     ) -> tuple[pd.DataFrame, dict[str, float]]:
         from .benchmarks import evaluate_front, true_front
 
-        rows = np.asarray([self.space.nb201_index(g) for g in genotypes], dtype=np.int64)  # type: ignore[attr-defined]
+        index = self.space.nb201_index  # type: ignore[attr-defined]
+        rows = np.asarray([index(g) for g in genotypes], dtype=np.int64)
         hw = self._hw[device.name][rows]  # (R, metrics) anchor-normalised
         predicted = np.column_stack([self.pred_error[rows], self.latency_ms(device, hw[:, 0])])
         true = np.column_stack([self.true_error[rows], np.asarray(self.table.latency(device.name))[rows]])
@@ -950,7 +952,7 @@ def evaluate_fronts(
 def model_optimum_metrics(
     objective: ErrorObjective, architect: Architect, rays: np.ndarray
 ) -> dict[str, float]:
-    """``model_optimum_<metric>/<device>``: the judged metrics of the per-ray optima of the search's own models
+    """``model_optimum_<metric>/<device>``: the judged metrics of the per-ray optima of the search's models
     (surrogate + predictor), where the space is enumerated; the ceiling of a perfect hypernetwork."""
     out: dict[str, float] = {}
     for dev in objective.devices:
@@ -998,7 +1000,10 @@ def run_search(
     if hcfg.kind == "kernel" and hcfg.resolution:
         kwargs["resolution"] = hcfg.resolution
     hypernet = create_hypernetwork(
-        hcfg.kind, shape=space.shape, num_objectives=num_objectives, embedding_dim=len(objective.devices[0].embedding),
+        hcfg.kind,
+        shape=space.shape,
+        num_objectives=num_objectives,
+        embedding_dim=len(objective.devices[0].embedding),
         **kwargs,
     ).to(device)  # fmt: skip
     optimizer = torch.optim.Adam(hypernet.parameters(), lr=hcfg.lr, weight_decay=hcfg.weight_decay)
@@ -1088,6 +1093,7 @@ def run_search(
         objectives=objective.objectives,
         space=space,
         wall_time_s=final["wall_time_s"],
+        supernet=getattr(objective, "supernet", None),
     )
 
 

@@ -27,7 +27,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -454,3 +454,22 @@ def device_description(config: DeviceConfig) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def measure_modules(
+    models: Mapping[str, nn.Module],
+    input_shape: Sequence[int],
+    device_names: Sequence[str],
+    **schedule: object,
+) -> dict[tuple[str, str], LatencyStats]:
+    """Time named modules (exported once per batch size) under each device config name, interleaved.
+
+    ``input_shape`` is per sample (C, H, W); ``schedule`` sets warmup / repeats / rounds / max_seconds.
+    Returns ``{(model name, device name): LatencyStats}``. Used to re-measure the architectures a search chose.
+    """
+    candidates = [Candidate(name, m, tuple(int(s) for s in input_shape)) for name, m in models.items()]
+    out: dict[tuple[str, str], LatencyStats] = {}
+    for config in parse_device_configs(device_names, **schedule):
+        for c, stats in zip(candidates, time_candidates(candidates, config), strict=True):
+            out[(c.name, config.name)] = stats
+    return out

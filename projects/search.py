@@ -40,6 +40,10 @@ class SearchRunConfig:
     quick_profile_archs: int = 40  # neither given: profile this many sampled archs (+ anchors) first
     quick_profile_output: str = "outputs/profile.csv"
     output_dir: str = "outputs/search"  # model files written here (and logged)
+    generator_model_name: str = "modnas-generator"  # registered pyfunc generator; "" = do not register
+    architectures_model_name: str = "modnas-architectures"  # chosen subnets as ONNX (supernet mode); "" = none
+    alias: str = "candidate"
+    remeasure_rounds: int = 30  # supernet mode: re-time the chosen archs with onnxruntime; 0 = skip
     plots: bool = True
     experiment: str = "search"
     run_name: str = "search"
@@ -51,10 +55,12 @@ class SearchRunConfig:
             raise ValueError("benchmark mode reads the NB201 table; drop profile_table / profile_run_id")
         if self.quick_profile_archs < 1:
             raise ValueError(f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
+        if self.remeasure_rounds < 0:
+            raise ValueError(f"remeasure_rounds must be >= 0, got {self.remeasure_rounds}")
 
 
 def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
-    """Rows of the profiling table the config names (or of a quick profile of this machine) and their source."""
+    """Rows of the profiling table the config names (or of a quick profile of this machine), and source."""
     from profiling.campaign import read_table
 
     if cfg.profile_table:
@@ -83,10 +89,58 @@ def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
     ]
     campaign = load_config(ProfileConfig, PROFILE_CONFIG if PROFILE_CONFIG.is_file() else None, overrides)
     print(
-        f"no profiling table given: quick profile of {cfg.quick_profile_archs} archs + anchors -> {campaign.output}"
+        f"no profiling table given: quick profile of {cfg.quick_profile_archs} archs + anchors "
+        f"-> {campaign.output}"
     )
     result = run_campaign(campaign)
     return result.rows, str(result.path)
+
+
+def _with_preferences(fronts: Any, num_rays: int, num_objectives: int) -> Any:
+    """Fronts with the preference vector of each row's ray as columns pref_0..pref_{M-1}."""
+    from modnas_ops.pareto import preference_rays
+
+    rays = preference_rays(num_rays, num_objectives)  # (R, M)
+    out = fronts.copy()
+    for j in range(num_objectives):
+        out[f"pref_{j}"] = rays[out["ray"].to_numpy(int), j]
+    return out
+
+
+def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
+    """(C, H, W) of one sample of the search's dataset."""
+    from modnas_ops.data import get_dataset
+
+    s = cfg.search.supernet
+    return tuple(get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None).input_shape)
+
+
+def _remeasure(cfg: SearchRunConfig, result: Any, fronts: Any) -> Any:
+    """Re-time the architectures on each device's front with onnxruntime on this machine (measured, not
+    predicted): adds ``measured_latency_ms`` / ``measured_latency_ms_p90`` (NaN off the front or where the
+    device config cannot run here)."""
+    import numpy as np
+
+    from profiling.latency import DeviceConfig, measure_modules
+
+    chosen = fronts[fronts["on_front"]]
+    space, supernet = result.space, result.supernet
+    models = {a: supernet.subnet(space.from_string(a)) for a in sorted(set(chosen["arch"]))}
+    runnable = []
+    for name in sorted({d.name.split("@")[0] for d in result.devices}):
+        try:
+            DeviceConfig.from_name(name).check_available()
+            runnable.append(name)
+        except ValueError as e:
+            print(f"not re-measured on {name}: {e}")
+    stats = measure_modules(models, _input_shape(cfg), runnable, rounds=cfg.remeasure_rounds, max_seconds=60.0)
+    out = fronts.copy()
+    for col, attr in (("measured_latency_ms", "median_ms"), ("measured_latency_ms_p90", "p90_ms")):
+        out[col] = [
+            getattr(stats[(a, d.split("@")[0])], attr) if on and (a, d.split("@")[0]) in stats else np.nan
+            for a, d, on in zip(out["arch"], out["device"], out["on_front"], strict=True)
+        ]
+    return out
 
 
 def front_figure(rows: Any, device: str, hv: dict[str, float]) -> Any:
@@ -97,7 +151,8 @@ def front_figure(rows: Any, device: str, hv: dict[str, float]) -> Any:
     ax = fig.add_subplot()
     ax.scatter(rows["pred_latency_ms"], rows["pred_error"], s=14, marker="x", c="0.5", label="predicted")
     on = rows["on_front"].to_numpy(bool)
-    ax.scatter(rows["true_latency_ms"][~on], rows["true_error"][~on], s=16, c="tab:orange", label="dominated")
+    off = {"s": 16, "c": "tab:orange", "label": "off the front"}
+    ax.scatter(rows["true_latency_ms"][~on], rows["true_error"][~on], **off)
     front = rows[on].sort_values("true_latency_ms")
     ax.plot(front["true_latency_ms"], front["true_error"], "o-", c="tab:blue", ms=4, label="found front")
     ax.set_xlabel("latency (ms)")
@@ -106,6 +161,43 @@ def front_figure(rows: Any, device: str, hv: dict[str, float]) -> Any:
     ax.legend(fontsize=8)
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.9)
     return fig
+
+
+def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
+    """The generator as a pyfunc (anchors + preferences -> architecture) and, in supernet mode, the chosen
+    subnets (trained weights) as ONNX models, each registered with ``cfg.alias``."""
+    from modnas_ops.generator import ParetoGenerator, log_generator, register_architectures
+
+    if cfg.generator_model_name:
+        gen = ParetoGenerator(
+            result.hypernetwork,
+            result.space,
+            objectives=result.objectives,
+            predictor=result.predictor,
+            error_model=result.error_model,
+            devices={d.name: [float(x) for x in d.anchor_latency_ms] for d in result.devices},
+        )
+        uri, version = log_generator(gen, registered_model_name=cfg.generator_model_name, alias=cfg.alias)
+        print(f"generator: {uri} registered as models:/{cfg.generator_model_name}@{cfg.alias} (v{version})")
+    if cfg.architectures_model_name and result.supernet is not None:
+        from profiling.export import export_onnx
+
+        chosen = fronts[fronts["on_front"]]
+        objectives = [c for c in fronts.columns if c.startswith(("pred_", "true_", "measured_"))]
+        s = cfg.search.supernet
+        versions = register_architectures(
+            chosen[["device", "arch", *[c for c in fronts.columns if c.startswith("pref_")], *objectives]],
+            result.space,
+            {"C": s.C, "N": s.N, "in_channels": result.supernet.in_channels,
+             "num_classes": result.supernet.num_classes},
+            export_fn=export_onnx,
+            input_shape=(1, *_input_shape(cfg)),
+            supernet=result.supernet,
+            objectives=objectives,
+            registered_model_name=cfg.architectures_model_name,
+            alias=cfg.alias,
+        )
+        print(f"registered {len(versions)} chosen subnets as ONNX in {cfg.architectures_model_name}")
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -156,6 +248,15 @@ def _main(argv: Sequence[str] | None) -> int:
             tracking.log_artifact(f, "model")
         if cfg.search.checkpoint_dir and (Path(cfg.search.checkpoint_dir) / CHECKPOINT_FILE).is_file():
             tracking.log_artifact(Path(cfg.search.checkpoint_dir) / CHECKPOINT_FILE, "checkpoint")
+        fronts = _with_preferences(result.fronts, cfg.search.num_rays, len(result.objectives))
+        if cfg.search.mode == "supernet" and result.supernet is not None and cfg.remeasure_rounds:
+            fronts = _remeasure(cfg, result, fronts)
+            tracking.log_table(fronts, "fronts/fronts_measured.csv")
+            chosen = fronts[fronts["measured_latency_ms"].notna()]
+            for d, rows in chosen.groupby("device"):
+                rel = (rows["pred_latency_ms"] - rows["measured_latency_ms"]).abs() / rows["measured_latency_ms"]
+                tracking.log_metrics({f"remeasured_mape/{d}": 100.0 * float(rel.mean())})
+        _register(cfg, result, fronts)
         if cfg.plots:
             for d in result.devices:
                 hv = {k.split("/")[0]: v for k, v in result.metrics.items() if k.endswith(f"/{d.name}")}
