@@ -1,0 +1,75 @@
+"""projects/search.py end to end on the embedded default (digits, this CPU), kept tiny."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from projects import search as search_entry
+
+
+@pytest.fixture(scope="module")
+def profile_table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real (tiny) profiling campaign on this machine: anchors + 10 archs on two CPU configs."""
+    from profiling.campaign import run_campaign
+    from profiling.config import CampaignConfig
+
+    out = tmp_path_factory.mktemp("profile") / "profile.csv"
+    cfg = CampaignConfig(
+        devices=("cpu-ort-t1-b1", "cpu-ort-t1-b32"),
+        num_archs=10,
+        rounds=3,
+        repeats=2,
+        energy=False,
+        add_cuda_devices=False,
+        output=str(out),
+    )
+    run_campaign(cfg)
+    return str(out)
+
+
+TINY = [
+    "--set", "search.epochs=1",
+    "--set", "search.steps_per_epoch=3",
+    "--set", "search.supernet.warmup_epochs=0",
+    "--set", "search.supernet.predictor_epochs=20",
+    "--set", "search.supernet.reference_archs=8",
+    "--set", "search.num_rays=4",
+    "--set", "remeasure_rounds=2",
+    "--set", "plots=false",
+]  # fmt: skip
+
+
+def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_path, profile_table):
+    from mlflow.tracking import MlflowClient
+
+    from modnas_ops import tracking
+    from modnas_ops.spaces import get_search_space
+
+    argv = [
+        "--profile-table", profile_table,
+        "--set", f"search.checkpoint_dir={tmp_path / 'ckpt'}",
+        "--set", f"output_dir={tmp_path / 'out'}",
+        *TINY,
+    ]  # fmt: skip
+    assert search_entry.main(argv) == 0
+    client = MlflowClient()
+    (run,) = client.search_runs(client.get_experiment_by_name("search").experiment_id)
+    assert run.info.status == "FINISHED"
+    for device in ("cpu-ort-t1-b1", "cpu-ort-t1-b32"):
+        assert f"hv/{device}" in run.data.metrics
+        assert run.data.metrics[f"remeasured_mape/{device}"] >= 0.0
+    space = get_search_space("nb201")
+    gen = tracking.load_pyfunc("models:/modnas-generator@candidate")
+    anchors = {f"anchor_latency_ms_{i}": [0.01 * (i + 1)] for i in range(10)}
+    out = gen.predict(pd.DataFrame({**anchors, "pref_0": [0.3], "pref_1": [0.7]}))
+    space.from_string(out["arch"].iloc[0])  # a valid canonical architecture
+    assert out["pred_latency_ms"].iloc[0] > 0
+    version = client.get_model_version_by_alias("modnas-architectures", "candidate-cpu-ort-t1-b1")
+    assert version.tags["device"] == "cpu-ort-t1-b1"
+    space.from_string(version.tags["arch"])
+
+
+def test_bad_config_exits_2_before_any_run(mlflow_uri, capsys, profile_table):
+    assert search_entry.main(["--profile-table", profile_table, "--set", "remeasure_rounds=-1"]) == 2
+    assert "remeasure_rounds must be >= 0" in capsys.readouterr().err
