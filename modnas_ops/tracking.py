@@ -67,8 +67,13 @@ def active_run_id() -> str:
 
 
 def log_config(config: Any) -> None:
-    """All fields as params (``a.b``) plus the whole config as ``config.yaml``."""
-    params = {k: v[:MAX_PARAM_CHARS] for k, v in flatten_config(config).items()}
+    """All fields as params (``a.b``) plus the whole config as ``config.yaml``.
+
+    Under ``mlflow run`` the launcher has already logged the MLproject parameters (an empty string as ``''``);
+    params are immutable, so keys the run already has are left as they are (``config.yaml`` holds every value).
+    """
+    existing = MlflowClient().get_run(active_run_id()).data.params
+    params = {k: v[:MAX_PARAM_CHARS] for k, v in flatten_config(config).items() if k not in existing}
     items = list(params.items())
     for i in range(0, len(items), 100):
         mlflow.log_params(dict(items[i : i + 100]))

@@ -35,6 +35,22 @@ def test_run_logs_config_and_finishes(mlflow_uri):
     assert names == {"fronts/a.csv"}
 
 
+def test_config_does_not_clash_with_params_the_launcher_logged(mlflow_uri, monkeypatch):
+    """``mlflow run`` logs MLproject parameters before the script joins the run (empty strings as "''")."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    launched = mlflow.start_run()
+    mlflow.log_params({"name": "''"})
+    mlflow.end_run()
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
+    with tracking.start_run("t", Cfg(name="")) as run:
+        pass
+    r = MlflowClient().get_run(run.info.run_id)
+    assert run.info.run_id == launched.info.run_id and r.info.status == "FINISHED"
+    assert r.data.params == {"name": "''", "epochs": "3"}
+
+
 def test_run_ends_failed_on_error(mlflow_uri):
     from mlflow.tracking import MlflowClient
 
