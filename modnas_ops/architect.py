@@ -5,7 +5,11 @@ Hypernetwork step (on the valid split, or on the surrogate in benchmark mode), f
     r ~ Dirichlet(beta) (B, M)  ->  logits = H(r, d_t) (B, E, K)  ->  A = straight-through sample (B, E, K)
     L_t = [error(A), p(A, d_t)]  normalised per device with saved bounds  (B, M)
     loss_t = mean_b s(L_t, r) - lambda * mean_b cos(L_t, r)              (s: scalarisation, e.g. r . L)
+             [- w_H * mean entropy(softmax(logits))]                      (optional exploration bonus)
     g_t = d loss_t / d theta_H   (torch.autograd.grad; everything stays on the graph)
+
+Optionally (``finite_differences``) the gradient of L_t w.r.t. A is the exact change of each objective when
+one edge switches op, instead of the first-order Jacobian (cheap objectives: surrogate + predictor).
 
 then MGD combines the g_t (:mod:`modnas_ops.mgd`), the combined direction is written into the hypernetwork's
 ``.grad`` and its optimizer steps. The MetaPredictor p is frozen: gradients flow through it to the
@@ -269,9 +273,9 @@ class Architect:
     def params(self) -> list[torch.Tensor]:
         return [p for p in self.hypernetwork.parameters() if p.requires_grad]
 
-    def sample_preferences(self, n: int) -> torch.Tensor:
+    def sample_preferences(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """(n, M) preferences ~ Dirichlet(beta)."""
-        return torch.as_tensor(self.rng.dirichlet(self.beta, size=n), dtype=torch.float32)
+        return torch.as_tensor(self.rng.dirichlet(self.beta, size=n), dtype=torch.float32, device=device)
 
     def sample_architectures(
         self, preference: torch.Tensor, embedding: torch.Tensor
@@ -318,7 +322,7 @@ class Architect:
         """(losses (T,), normalised objectives (T, B, M)) of every device in one batched forward, on the
         autograd graph; B = ``prefs_per_device`` preferences (and sampled architectures) per device."""
         t, b = len(devices.names), self.prefs_per_device
-        r = self.sample_preferences(t * b)  # (T*B, M)
+        r = self.sample_preferences(t * b, devices.embeddings.device)  # (T*B, M)
         emb = devices.embeddings.repeat_interleave(b, dim=0)  # (T*B, D)
         lo = devices.lo.repeat_interleave(b, dim=0)  # (T*B, M)
         hi = devices.hi.repeat_interleave(b, dim=0)  # (T*B, M)
@@ -407,7 +411,7 @@ class Architect:
         weight_optimizer.zero_grad(set_to_none=True)
         idx = self.rng.integers(0, len(devices.names), size=num_archs)
         with torch.no_grad():
-            r = self.sample_preferences(num_archs)
+            r = self.sample_preferences(num_archs, devices.embeddings.device)
             logits = self.hypernetwork(r, devices.embeddings[torch.as_tensor(idx)])  # (A, E, K)
             uniform = torch.as_tensor(self.rng.random(num_archs) < uniform_fraction, device=logits.device)
             logits = torch.where(uniform[:, None, None], torch.zeros_like(logits), logits)

@@ -57,7 +57,8 @@ def frank_wolfe(gram: torch.Tensor, max_iter: int = 250, tol: float = 1e-6) -> t
     gii, gjj = diag[:, None], diag[None, :]  # (T, 1), (1, T)
     denom = gii + gjj - 2.0 * gram  # (T, T)
     safe = denom > _EPS
-    gamma = torch.where(safe, (gii - gram) / torch.where(safe, denom, torch.ones_like(denom)), 0.0).clamp(0, 1)
+    ratio = (gii - gram) / torch.where(safe, denom, torch.ones_like(denom))
+    gamma = torch.where(safe, ratio, 0.0).clamp(0, 1)
     value = (1 - gamma) ** 2 * gii + 2 * gamma * (1 - gamma) * gram + gamma**2 * gjj  # (T, T)
     value = value.masked_fill(torch.eye(t, dtype=torch.bool, device=gram.device), torch.inf)
     flat = int(torch.argmin(value))

@@ -307,6 +307,10 @@ class ErrorObjective(abc.ABC):
         """A saveable error model for the generator (None when there is none)."""
         return None
 
+    def trained_supernet(self) -> nn.Module | None:
+        """The weight-sharing supernet the mode trained (None when there is none)."""
+        return None
+
     def model_optimum(
         self, device: SearchDevice, rays: np.ndarray, scalarisation: Callable[..., torch.Tensor]
     ) -> list[Genotype] | None:
@@ -858,6 +862,9 @@ class SupernetObjective(ErrorObjective):
         rows["latency_measured"] = [g in measured for g in genotypes]
         return rows, metrics
 
+    def trained_supernet(self) -> nn.Module | None:
+        return self.supernet
+
     def extra_metrics(self) -> dict[str, float]:
         out = {}
         if self.weight_losses:
@@ -939,14 +946,20 @@ def evaluate_fronts(
             rows.insert(3 + j, f"pref_{j}", rays[:, j])
         frames.append(rows)
         metrics.update(m)
+    return pd.concat(frames, ignore_index=True), with_aggregates(metrics, objective.devices)
+
+
+def with_aggregates(metrics: dict[str, float], devices: Sequence[SearchDevice]) -> dict[str, float]:
+    """``metrics`` plus ``<metric>_min/<split>`` and ``<metric>_mean/<split>`` over each split's devices."""
+    out = dict(metrics)
     for split in ("train", "test"):
-        names = [d.name for d in objective.devices if d.split == split]
+        names = [d.name for d in devices if d.split == split]
         for prefix in sorted({k.split("/")[0] for k in metrics}):
             vals = [metrics[f"{prefix}/{n}"] for n in names if f"{prefix}/{n}" in metrics]
             if vals:
-                metrics[f"{prefix}_min/{split}"] = float(np.min(vals))
-                metrics[f"{prefix}_mean/{split}"] = float(np.mean(vals))
-    return pd.concat(frames, ignore_index=True), metrics
+                out[f"{prefix}_min/{split}"] = float(np.min(vals))
+                out[f"{prefix}_mean/{split}"] = float(np.mean(vals))
+    return out
 
 
 def model_optimum_metrics(
@@ -961,7 +974,7 @@ def model_optimum_metrics(
             return {}
         _, m = objective.judge(dev, genotypes)
         out.update({f"model_optimum_{k}": v for k, v in m.items()})
-    return out
+    return with_aggregates(out, objective.devices)
 
 
 def run_search(
@@ -1093,7 +1106,7 @@ def run_search(
         objectives=objective.objectives,
         space=space,
         wall_time_s=final["wall_time_s"],
-        supernet=getattr(objective, "supernet", None),
+        supernet=objective.trained_supernet(),
     )
 
 

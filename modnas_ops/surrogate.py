@@ -241,7 +241,8 @@ class QueryOracle:
         new = {int(i) for i in idx if int(i) not in self._seen}
         if len(new) > self.remaining:
             raise BudgetExceeded(
-                f"query of {len(new)} new architectures exceeds the budget ({self.num_queries}/{self.budget} used)"
+                f"query of {len(new)} new architectures exceeds the budget "
+                f"({self.num_queries}/{self.budget} used)"
             )
         for i in idx:
             self._seen.setdefault(int(i), float(self._error[i]))

@@ -67,14 +67,18 @@ def _main(argv: Sequence[str] | None) -> int:
 
         def on_epoch(epoch: int, m: dict[str, float]) -> None:
             tracking.log_metrics(m, step=epoch)
-            print(f"epoch {epoch}: loss {m['train_loss']:.4f}, valid error mean {m['valid_error_mean']:.2f} %, "
-                  f"best {m['valid_error_min']:.2f} %", flush=True)  # fmt: skip
+            print(
+                f"epoch {epoch}: loss {m['train_loss']:.4f}, valid error mean {m['valid_error_mean']:.2f} %, "
+                f"best {m['valid_error_min']:.2f} %",
+                flush=True,
+            )
 
         history = pretrain_supernet(net, data.train, data.valid, cfg.pretrain, on_epoch=on_epoch)
         path = save_supernet(net, cfg.output)
         tracking.log_artifact(path, "supernet")
     print(
-        f"run {run.info.run_id}: supernet saved to {path} (valid error mean {history[-1]['valid_error_mean']:.2f} %)"
+        f"run {run.info.run_id}: supernet saved to {path} "
+        f"(valid error mean {history[-1]['valid_error_mean']:.2f} %)"
     )
     return 0
 

@@ -120,6 +120,7 @@ def test_benchmark_mode_counts_queries_and_reports_hv(world, bench_result) -> No
     table, _ = world
     res, history = bench_result
     assert res.metrics["num_queries"] == 150 and res.metrics["query_budget"] == 150
+    assert res.supernet is None and res.error_model is not None
     assert len(history) == 3
     for d in table.devices:
         hv, best, ratio = (res.metrics[f"{k}/{d}"] for k in ("hv", "hv_true", "hv_ratio"))
@@ -127,6 +128,11 @@ def test_benchmark_mode_counts_queries_and_reports_hv(world, bench_result) -> No
         assert ratio == pytest.approx(hv / best)
         assert 0 < ratio <= 1 + 1e-9
     assert {"hv_ratio_min/train", "hv_ratio_mean/train", "hv_ratio_min/test"} <= set(res.metrics)
+    ratios = [res.metrics[f"hv_ratio/{d}"] for d in table.train_devices]
+    assert res.metrics["hv_ratio_min/train"] == min(ratios)
+    for d in table.devices:  # the per-ray optima of the search's own models, judged the same way
+        assert 0 < res.metrics[f"model_optimum_hv_ratio/{d}"] <= 1 + 1e-9
+    assert "model_optimum_hv_ratio_min/test" in res.metrics
 
 
 def test_benchmark_mode_beats_random_architectures(world, bench_result) -> None:
@@ -149,8 +155,9 @@ def test_benchmark_fronts_hold_true_values(world, bench_result) -> None:
     res, _ = bench_result
     f = res.fronts
     assert len(f) == len(table.devices) * 24
-    assert {"device", "split", "ray", "pref_0", "pref_1", "arch", "nb201_index", "pred_error", "pred_latency_ms",
-            "true_error", "true_latency_ms", "on_front"} <= set(f.columns)  # fmt: skip
+    columns = {"device", "split", "ray", "pref_0", "pref_1", "arch", "nb201_index", "on_front"}
+    columns |= {f"{kind}_{o}" for kind in ("pred", "true") for o in ("error", "latency_ms")}
+    assert columns <= set(f.columns)
     np.testing.assert_allclose(f["true_error"], table.error()[f["nb201_index"]])
     for d, g in f.groupby("device"):
         np.testing.assert_allclose(g["true_latency_ms"], table.latency(d)[g["nb201_index"]])
@@ -258,6 +265,7 @@ def test_supernet_mode_runs_resumes_and_reports(world, tmp_path) -> None:
         assert np.isfinite(resumed.metrics[f"hv/{d}"]) and resumed.metrics[f"hv/{d}"] >= 0
         assert resumed.metrics[f"hv/{d}"] == pytest.approx(fresh.metrics[f"hv/{d}"])
         assert f"hv_reference/{d}" in resumed.metrics
+    assert resumed.supernet is not None and resumed.supernet.C == 2
     f = resumed.fronts
     assert len(f) == 2 * 4 and {"true_error", "true_latency_ms", "latency_measured"} <= set(f.columns)
     assert ((f["true_error"] >= 0) & (f["true_error"] <= 100)).all()
