@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ from torch import nn
 
 from .devices import NUM_ANCHORS, Device
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
+from .io import atomic_write
 from .pareto import preference_rays
 from .spaces import SearchSpace, get_search_space
 from .supernet import create_network
@@ -150,7 +150,7 @@ class TableErrorModel(nn.Module):
 
     def save(self, path: str | Path) -> None:
         payload = {"space": self.space.name, "unit": self.unit, "error": self.error.detach().cpu()}
-        _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+        atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> TableErrorModel:
@@ -436,15 +436,6 @@ class ParetoGenerator:
 # ---- save / load -----------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_generator(gen: ParetoGenerator, directory: str | Path) -> Path:
@@ -468,7 +459,7 @@ def save_generator(gen: ParetoGenerator, directory: str | Path) -> Path:
     ):
         spec[key] = None if obj is None else {"class": _save_component(obj, d / file, key), "file": file}
     text = json.dumps(spec, indent=2)
-    _atomic_write(d / SPEC_FILE, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(d / SPEC_FILE, lambda tmp: Path(tmp).write_text(text))
     return d
 
 

@@ -16,8 +16,6 @@ Both start near-uniform: the output layer is zero plus N(0, init_std) noise.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 
 from .devices import NUM_ANCHORS
+from .io import atomic_torch_save
 from .pareto import das_dennis
 
 DEFAULT_RESOLUTION = {
@@ -214,14 +213,7 @@ def save_hypernetwork(model: HypernetworkBase, path: str | Path) -> None:
         "hyperparameters": model.hyperparameters(),
         "state_dict": model.state_dict(),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_torch_save(payload, path)
 
 
 def load_hypernetwork(path: str | Path, map_location: str | torch.device = "cpu") -> HypernetworkBase:

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .devices import NUM_ANCHORS, anchor_embedding, validate_anchor_latencies
+from .io import atomic_torch_save
 from .predictor_baselines import ranking_metrics
 from .spaces import Genotype, SearchSpace, get_search_space
 
@@ -317,14 +317,7 @@ class MetaPredictor(nn.Module):
             "space_description": self.space.describe(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_torch_save(payload, p)
         return p
 
     @classmethod

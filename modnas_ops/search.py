@@ -28,8 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from .architect import Architect, DeviceBatch
 from .config import config_to_dict
 from .devices import anchor_embedding
 from .hypernetwork import HypernetworkBase, create_hypernetwork
+from .io import atomic_torch_save
 from .pareto import (
     MODNAS_MAX_ERROR,
     Normaliser,
@@ -894,16 +893,8 @@ class SupernetObjective(ErrorObjective):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file beside ``path``, then ``os.replace`` (atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Atomic ``torch.save`` (a kill mid-write leaves the previous checkpoint intact)."""
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .io import atomic_torch_save
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import Supernet
 
@@ -146,14 +145,7 @@ def save_supernet(supernet: Supernet, path: str | Path) -> Path:
         },
         "state_dict": {k: v.detach().cpu() for k, v in supernet.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_torch_save(payload, p)
     return p
 
 

@@ -15,8 +15,6 @@ acquisition spends the budget where fronts live.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .io import atomic_torch_save
 from .pareto import non_dominated_sort
 
 log = logging.getLogger(__name__)
@@ -166,7 +165,7 @@ class ErrorSurrogate(nn.Module):
     # ---- persistence (the generator's error-model contract: save(path) / load(path)) -------------------
     def save(self, path: str | Path) -> None:
         payload = {"hyperparameters": self.hyperparameters(), "state_dict": self.state_dict()}
-        _atomic_torch_save(payload, Path(path))
+        atomic_torch_save(payload, path)
 
     @classmethod
     def load(cls, path: str | Path) -> ErrorSurrogate:
@@ -183,17 +182,6 @@ class ErrorSurrogate(nn.Module):
         for p in model.parameters():
             p.requires_grad_(False)
         return model.eval()
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class BudgetExceeded(RuntimeError):
