@@ -31,9 +31,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .devices import NUM_ANCHORS, Device
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
-from .io import atomic_write
 from .pareto import preference_rays
 from .spaces import SearchSpace, get_search_space
 from .supernet import create_network

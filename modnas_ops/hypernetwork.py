@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_torch_save
 from .devices import NUM_ANCHORS
-from .io import atomic_torch_save
 from .pareto import das_dennis
 
 DEFAULT_RESOLUTION = {

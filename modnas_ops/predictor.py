@@ -39,8 +39,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .atomic import atomic_torch_save
 from .devices import NUM_ANCHORS, anchor_embedding, validate_anchor_latencies
-from .io import atomic_torch_save
 from .predictor_baselines import ranking_metrics
 from .spaces import Genotype, SearchSpace, get_search_space
 

@@ -41,10 +41,10 @@ from torch import nn
 from tqdm import tqdm
 
 from .architect import Architect, DeviceBatch
+from .atomic import atomic_torch_save
 from .config import config_to_dict
 from .devices import anchor_embedding
 from .hypernetwork import HypernetworkBase, create_hypernetwork
-from .io import atomic_torch_save
 from .pareto import (
     MODNAS_MAX_ERROR,
     Normaliser,

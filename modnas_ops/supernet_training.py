@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .io import atomic_torch_save
+from .atomic import atomic_torch_save
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import Supernet
 

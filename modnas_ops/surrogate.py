@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import atomic_torch_save
+from .atomic import atomic_torch_save
 from .pareto import non_dominated_sort
 
 log = logging.getLogger(__name__)
