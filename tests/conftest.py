@@ -11,12 +11,15 @@ import pytest
 TABLE_ENV = "MODNAS_NB201_TABLE"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread() -> None:
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
     """Tiny networks run fastest and most predictably on one intra-op thread (CI has 2 shared cores)."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

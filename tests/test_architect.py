@@ -18,14 +18,6 @@ SPACE = get_search_space("nb201")
 E, K = SPACE.shape
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class FakePredictor(nn.Module):
     """latency(arch, d) = sum arch * (base + d[0] * extra): additive per edge, device-dependent; the
     MetaPredictor contract (B, E, K), (B, 10) -> (B, 1)."""

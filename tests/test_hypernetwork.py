@@ -17,15 +17,6 @@ from modnas_ops.spaces import get_search_space
 KINDS = ["kernel", "mlp"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _make(kind: str, m: int = 2, seed: int = 0):
     torch.manual_seed(seed)
     return create_hypernetwork(

@@ -9,15 +9,6 @@ import torch
 from modnas_ops.mgd import available_combiners, combine, frank_wolfe, min_norm_2, min_norm_coefficients
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _simplex_grid(t: int, steps: int) -> np.ndarray:
     c = np.stack(np.meshgrid(*[np.arange(steps + 1)] * (t - 1), indexing="ij"), axis=-1).reshape(-1, t - 1)
     c = c[c.sum(axis=1) <= steps]

@@ -12,15 +12,6 @@ from modnas_ops.sampling import available_samplers, create_sampler
 from modnas_ops.spaces import get_search_space
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _jt(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """(diag(p) - p p^T) g, written out independently of the library."""
     return (torch.diag(p) - torch.outer(p, p)) @ g

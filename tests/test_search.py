@@ -21,14 +21,6 @@ SPACE = get_search_space("nb201")
 E, K = SPACE.shape
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _op_costs(seed: int) -> np.ndarray:
     """(E, K) latency cost per op: none 0, skip tiny, conv1x1 < pool < conv3x3, scaled per edge."""
     rng = np.random.default_rng(seed)

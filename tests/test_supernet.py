@@ -26,15 +26,6 @@ SMALL = {"C": 4, "N": 1, "in_channels": 1, "num_classes": 10}
 DIGITS_SHAPE = (3, 1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threading only adds overhead (and stalls on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(params=SPACES)
 def space(request):
     return get_search_space(request.param)
