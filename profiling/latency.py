@@ -77,6 +77,11 @@ class DeviceConfig:
     rounds: int = 100
     device_index: int = 0  # which GPU for cuda configs
     max_seconds: float = 0.0  # time budget of one interleaved timing block; 0 = none (see time_runners)
+    # ORT thread pools spin-wait for work, also between calls (ORT's default). Interleaved timing keeps a whole
+    # chunk of sessions open, so with threads > 1 every idle session's pool spins and steals the cores from the
+    # one being timed. 2-core VM, cpu-ort-t2-b1, median CV / tau of two campaigns: spinning 9.3 / 0.88,
+    # spinning stopped after each call (RunOptions session.force_spinning_stop) 8.1 / 0.85, off 0.38 / 0.81.
+    spinning: bool = False
 
     def __post_init__(self) -> None:
         if self.hardware not in HARDWARE:
@@ -246,6 +251,9 @@ class OrtRuntime(Runtime):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = GRAPH_OPTIMIZATION[config.graph_optimization]
         opts.log_severity_level = 3
+        spin = "1" if config.spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
         options: dict[str, str] = {"device_id": str(config.device_index)} if config.hardware == "cuda" else {}
         try:
             sess = ort.InferenceSession(model, sess_options=opts, providers=[(config.provider, options)])

@@ -202,3 +202,13 @@ def test_cpu_model_and_description(tmp_path):
     desc = device_description(DeviceConfig())
     assert cpu_model() in desc and ort.__version__ in desc and "\n" not in desc
     assert versions() == {"onnxruntime_version": ort.__version__, "torch_version": torch.__version__}
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_session_spinning_follows_config(spinning):
+    # idle sessions of an interleaved chunk must not spin-wait (the default) or they steal the timed one's cores
+    onnx_bytes = export_onnx(_tiny(), torch.zeros(1, 1, 4, 4))
+    sess = get_runtime("ort").session(onnx_bytes, DeviceConfig(threads=2, spinning=spinning))
+    opts = sess.get_session_options()
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        assert opts.get_session_config_entry(key) == ("1" if spinning else "0")
