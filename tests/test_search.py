@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from modnas_ops.benchmarks import BenchmarkTable, evaluate_front, true_front
+from modnas_ops.benchmarks import MODNAS_MAX_ERROR, BenchmarkTable, evaluate_front, modnas_table_normaliser, true_front
 from modnas_ops.config import load_config
 from modnas_ops.pareto import preference_rays
 from modnas_ops.search import SearchConfig, available_modes, config_fingerprint, run_search
@@ -124,6 +124,7 @@ def test_benchmark_mode_counts_queries_and_reports_hv(world, bench_result) -> No
     assert res.metrics["hv_ratio_min/train"] == min(ratios)
     for d in table.devices:  # the per-ray optima of the search's own models, judged the same way
         assert 0 < res.metrics[f"model_optimum_hv_ratio/{d}"] <= 1 + 1e-9
+        assert 0 < res.metrics[f"predictor_optimum_hv_ratio/{d}"] <= 1 + 1e-9
     assert "model_optimum_hv_ratio_min/test" in res.metrics
 
 
@@ -383,3 +384,18 @@ def test_reference_normaliser_bounds_and_degenerate_objectives() -> None:
     assert flat.lo == (10.0, 1.0) and flat.hi == (30.0, 2.0)  # error bounds from reference + found
     single = reference_normaliser(np.array([[30.0, 1.0]]), np.array([[30.0, 1.0]]))
     assert single.hi[0] > single.lo[0] and single.hi[1] > single.lo[1]
+
+
+def test_predictor_optimum_with_an_exact_predictor_is_the_rays_optimum_of_the_table(world, bench_result) -> None:
+    # with exact latencies and the true error, the diagnostic is the brute-force 24-ray optimum of the table
+    table, _ = world
+    res, _ = bench_result
+    rays = preference_rays(_bench_cfg().num_rays, 2)
+    error = table.error("cifar10")
+    for d in table.devices:
+        norm = modnas_table_normaliser(table, d)
+        z = norm(np.column_stack([error, table.latency(d)]))  # (N, 2)
+        z[error >= MODNAS_MAX_ERROR] = np.inf
+        picks = [int(np.argmin(z @ r)) for r in rays]
+        expected = evaluate_front(table, d, picks).hv / true_front(table, d).hv
+        assert res.metrics[f"predictor_optimum_hv_ratio/{d}"] == pytest.approx(expected, rel=1e-6)
