@@ -2,8 +2,10 @@
 
 Baselines are scikit-learn regressors on flattened one-hot architectures (E * K features), fitted per
 device on N measured architectures: ``ridge``, ``svr`` (RBF kernel) and ``stacked`` (ridge + SVR -> ridge,
-``StackingRegressor``). Targets are standardised inside each model (``TransformedTargetRegressor``), so one
-set of hyper-parameters serves devices whose latencies differ by orders of magnitude.
+``StackingRegressor``), plus ``gbm`` (histogram gradient boosting): not a LINAS baseline but a flexible
+per-device model, used to estimate how much of a device's ranking is predictable at all. Targets are
+standardised inside each model (``TransformedTargetRegressor``), so one set of hyper-parameters serves
+devices whose latencies differ by orders of magnitude.
 
 Metrics: :func:`kendall_tau`, :func:`spearman` (scipy; ties handled as tau-b / average ranks) and
 :func:`mape` (percent); :func:`ranking_metrics` returns all three.
@@ -18,10 +20,11 @@ import numpy as np
 from scipy import stats
 from sklearn.base import RegressorMixin
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import StackingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, StackingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
+from threadpoolctl import threadpool_limits
 
 from .spaces import SearchSpace
 
@@ -87,7 +90,11 @@ def _stacked() -> RegressorMixin:
     return StackingRegressor(estimators=[("ridge", _ridge()), ("svr", _svr())], final_estimator=Ridge(alpha=1.0), cv=5)
 
 
-BASELINES: dict[str, Callable[[], RegressorMixin]] = {"ridge": _ridge, "svr": _svr, "stacked": _stacked}
+def _gbm() -> RegressorMixin:
+    return HistGradientBoostingRegressor(max_iter=500, max_leaf_nodes=63, random_state=0)
+
+
+BASELINES: dict[str, Callable[[], RegressorMixin]] = {"ridge": _ridge, "svr": _svr, "stacked": _stacked, "gbm": _gbm}
 
 
 def available_baselines() -> list[str]:
@@ -118,13 +125,17 @@ def fit_baseline(
     if len(y) < 10:
         raise ValueError(f"fit_baseline: need at least 10 architectures, got {len(y)}")
     model = create_baseline(name)
-    model.fit(one_hot_features(space, genotypes), y)
+    # one OpenMP thread: gbm's default team spin-waits at every barrier and crawls (100x) when another process
+    # holds a core of a small machine
+    with threadpool_limits(limits=1):
+        model.fit(one_hot_features(space, genotypes), y)
     return model
 
 
 def predict_baseline(model: RegressorMixin, space: SearchSpace, genotypes: Sequence[Sequence[int]]) -> np.ndarray:
     """(N,) predictions of a fitted baseline."""
-    return np.asarray(model.predict(one_hot_features(space, genotypes)), dtype=np.float64)
+    with threadpool_limits(limits=1):
+        return np.asarray(model.predict(one_hot_features(space, genotypes)), dtype=np.float64)
 
 
 def learning_curve(
