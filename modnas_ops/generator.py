@@ -35,6 +35,7 @@ from .atomic import atomic_write
 from .devices import NUM_ANCHORS, Device
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
 from .pareto import preference_rays
+from .predictor import MIN_FRACTION_OF_FASTEST_ANCHOR
 from .spaces import SearchSpace, get_search_space
 from .supernet import create_network
 
@@ -217,7 +218,8 @@ class ParetoGenerator:
 
     ``hypernetwork``: ``forward(preference (B, M), embedding (B, 10)) -> logits (B, E, K)``.
     ``predictor``: optional MetaPredictor, ``forward(arch (B, E, K), embedding (B, 10)) -> (B, len(metrics))``
-    in anchor-normalised units, denormalised per row as ``min_a + y * (max_a - min_a)`` over the row's anchors.
+    in anchor-normalised units, denormalised per row as ``min_a + y * (max_a - min_a)`` over the row's anchors
+    (kept positive).
     ``error_model``: optional callable ``arch (B, E, K) -> (B,)`` error (unit as the model states; the
     :class:`TableErrorModel` gives percent). ``devices``: known devices by name (``Device``, 10 anchor
     latencies in ms, or ``{metric: 10 anchor values}``), used for examples and :meth:`front`.
@@ -376,7 +378,8 @@ class ParetoGenerator:
             if o in self.metrics:
                 a = anchors[o]
                 lo, hi = a.min(axis=1), a.max(axis=1)
-                out[f"pred_{o}"] = lo + metric_out[:, self.metrics.index(o)] * (hi - lo)
+                raw = lo + metric_out[:, self.metrics.index(o)] * (hi - lo)
+                out[f"pred_{o}"] = np.maximum(raw, MIN_FRACTION_OF_FASTEST_ANCHOR * lo)  # as predictor.denormalise
             elif o == ERROR and error_out is not None:
                 out[f"pred_{o}"] = error_out
         return pd.DataFrame(out, index=df.index, columns=self.output_columns)

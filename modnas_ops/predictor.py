@@ -339,10 +339,17 @@ class MetaPredictor(nn.Module):
         return model.to(map_location).eval()
 
 
+MIN_FRACTION_OF_FASTEST_ANCHOR = 0.01
+
+
 def denormalise(y: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """Anchor-normalised values back to raw units: ``min_a + y * (max_a - min_a)``."""
+    """Anchor-normalised values back to raw units: ``min_a + y * (max_a - min_a)``, at least
+    ``MIN_FRACTION_OF_FASTEST_ANCHOR * min_a``: below the fastest anchor the linear map extrapolates, and for
+    a device whose anchors span much more than their minimum it can cross zero; a latency or energy is
+    positive, so such predictions are clipped (the search's objectives use the unclipped normalised values)."""
     a = np.asarray(anchors, dtype=np.float64)
-    return a.min() + np.asarray(y, dtype=np.float64) * (a.max() - a.min())
+    raw = a.min() + np.asarray(y, dtype=np.float64) * (a.max() - a.min())
+    return np.maximum(raw, MIN_FRACTION_OF_FASTEST_ANCHOR * a.min())
 
 
 def normalise(values: np.ndarray, anchors: np.ndarray) -> np.ndarray:

@@ -166,6 +166,12 @@ def test_denormalisation_uses_the_anchors_exactly() -> None:
     np.testing.assert_allclose(normalise(anchors, anchors), anchor_embedding(anchors), rtol=1e-6)
 
 
+def test_denormalise_keeps_latency_positive():
+    anchors = np.array([1.0, 2.0, 11.0])  # span 10x the fastest anchor: y < -0.1 would map below zero
+    np.testing.assert_allclose(denormalise(np.array([-0.05, -0.5, -3.0]), anchors), [0.5, 0.01, 0.01])
+
+
+
 def test_predict_rejects_bad_anchors_and_archs() -> None:
     model = MetaPredictor("nb201", hidden=8, layers=1)
     arch = SPACE.to_string(SPACE.anchors()[0])
