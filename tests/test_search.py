@@ -336,7 +336,7 @@ def test_pareto_relevant_ranks_by_best_front_over_devices() -> None:
 
 
 def test_dense_forward_matches_values_and_reaches_unselected_ops() -> None:
-    from modnas_ops.search import dense_forward
+    from modnas_ops.objectives import dense_forward
     from modnas_ops.supernet import Supernet
 
     torch.manual_seed(0)
@@ -375,7 +375,7 @@ def test_pretrain_supernet_save_load(tmp_path) -> None:
 
 
 def test_reference_normaliser_bounds_and_degenerate_objectives() -> None:
-    from modnas_ops.search import reference_normaliser
+    from modnas_ops.objectives import reference_normaliser
 
     ref = np.array([[10.0, 1.0], [20.0, 3.0], [95.0, 0.5]])  # the 95 % row is dropped (MODNAS rule)
     n = reference_normaliser(ref, np.array([[5.0, 2.0]]))

@@ -1,0 +1,203 @@
+"""Error objective providers: what a search mode supplies to the MODNAS loop (devices, the frozen predictor,
+the differentiable error term, optional weight training, and the judgement of found architectures).
+
+A mode is one registered :class:`ErrorObjective` subclass (``@register_objective``); the loop picks it by
+``SearchConfig.mode`` through :func:`create_objective`.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..architect import Architect, DeviceBatch
+from ..pareto import MODNAS_MAX_ERROR, pareto_mask
+from ..predictor import denormalise
+from ..spaces import Genotype, SearchSpace
+
+if TYPE_CHECKING:
+    from ..search import SearchConfig
+
+log = logging.getLogger(__name__)
+
+ERROR = "error"
+LATENCY = "latency_ms"
+
+
+
+
+@dataclass(frozen=True, eq=False)
+class SearchDevice:
+    """A device as the search sees it: name, split, anchor latencies (10,) ms, embedding (10,), and the
+    per-objective normalisation bounds lo, hi (M,) of [error, hardware metrics...]."""
+
+    name: str
+    split: str  # train | test
+    anchor_latency_ms: np.ndarray
+    embedding: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+
+class ErrorObjective(abc.ABC):
+    """What a mode provides: devices, the frozen predictor, the differentiable error term, optional weight
+    training, and the judgement of found architectures (true or measured objectives + hypervolumes)."""
+
+    name: ClassVar[str]
+    objectives: tuple[str, ...] = (ERROR, LATENCY)
+
+    def __init__(self, cfg: SearchConfig, space: SearchSpace, device: torch.device) -> None:
+        self.cfg = cfg
+        self.space = space
+        self.device = device
+        self.predictor: nn.Module
+        self.devices: list[SearchDevice] = []
+
+    @abc.abstractmethod
+    def setup(self, rng: np.random.Generator) -> None:
+        """Build devices, predictor and error term (may query data / fit models)."""
+
+    @abc.abstractmethod
+    def error_term(self, arch: torch.Tensor, batch: Any = None) -> torch.Tensor:
+        """(B,) differentiable error of one-hot architectures (B, E, K)."""
+
+    def before_hypernet_step(self, architect: Architect, train_devices: DeviceBatch) -> Any:
+        """Work before each hypernetwork step (e.g. a weight step); returns the error term's batch."""
+        return None
+
+    @property
+    def hypernet_frozen(self) -> bool:
+        """True while only the weights train (warm-up)."""
+        return False
+
+    def set_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Called at the start of every epoch."""
+
+    @abc.abstractmethod
+    def judge(
+        self, device: SearchDevice, genotypes: Sequence[Genotype]
+    ) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Rows (one per genotype: predicted and true/measured objectives, on_front) and metrics
+        (``hv/<device>`` ...) of the architectures a device's rays selected."""
+
+    def error_model(self) -> nn.Module | None:
+        """A saveable error model for the generator (None when there is none)."""
+        return None
+
+    def trained_supernet(self) -> nn.Module | None:
+        """The weight-sharing supernet the mode trained (None when there is none)."""
+        return None
+
+    def model_optimum(
+        self,
+        device: SearchDevice,
+        rays: np.ndarray,
+        scalarisation: Callable[..., torch.Tensor],
+        exact_error: bool = False,
+    ) -> list[Genotype] | None:
+        """Per ray, the architecture minimising the scalarised *predicted* objectives over the whole space
+        (a diagnostic separating model error from search error; ``exact_error``: the true error with the
+        predicted hardware metrics, the ceiling set by the MetaPredictor alone); None where the space is not
+        enumerated or the true error is unknown."""
+        return None
+
+    def extra_metrics(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - stateless by default
+        """Restore what :meth:`state_dict` saved."""
+
+    # ---- shared helpers ------------------------------------------------------------------------------------
+    def predicted_hardware(self, device: SearchDevice, onehots: torch.Tensor) -> np.ndarray:
+        """(N, num_metrics) predictions in anchor-normalised units for one-hot archs (N, E, K)."""
+        out = []
+        emb = torch.as_tensor(device.embedding, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            for i in range(0, len(onehots), 4096):
+                x = onehots[i : i + 4096].to(self.device)
+                out.append(self.predictor(x, emb.expand(len(x), -1)).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.objectives) - 1))
+
+    def latency_ms(self, device: SearchDevice, normalised: np.ndarray) -> np.ndarray:
+        """Anchor-normalised latency back to ms with the device's anchors (kept positive, see
+        :func:`~modnas_ops.predictor.denormalise`)."""
+        return denormalise(normalised, device.anchor_latency_ms)
+
+
+_OBJECTIVES: dict[str, type[ErrorObjective]] = {}
+
+
+def register_objective(cls: type[ErrorObjective]) -> type[ErrorObjective]:
+    if cls.name in _OBJECTIVES:
+        raise ValueError(f"error objective {cls.name!r} is already registered")
+    _OBJECTIVES[cls.name] = cls
+    return cls
+
+
+def available_modes() -> list[str]:
+    return sorted(_OBJECTIVES)
+
+
+def create_objective(
+    cfg: SearchConfig, space: SearchSpace, device: torch.device, **inject: Any
+) -> ErrorObjective:
+    """The mode's provider; ``inject`` hands in prepared pieces (``table``, ``predictor``, ``data``,
+    ``profile_rows``) instead of loading or fitting them."""
+    try:
+        cls = _OBJECTIVES[cfg.mode]
+    except KeyError:
+        raise ValueError(f"unknown mode {cfg.mode!r}; available: {', '.join(available_modes())}") from None
+    return cls(cfg, space, device, **inject)
+
+
+def fit_bounds(values: np.ndarray, what: str) -> tuple[float, float]:
+    """(min, max) of an objective's predicted values, for its normalisation; ValueError if not a finite span."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not hi > lo:
+        raise ValueError(f"cannot normalise {what}: predicted values span [{lo}, {hi}]")
+    return lo, hi
+
+
+def front_rows(
+    device: SearchDevice,
+    genotypes: Sequence[Genotype],
+    space: SearchSpace,
+    predicted: np.ndarray,
+    true: np.ndarray | None,
+    objectives: Sequence[str],
+) -> pd.DataFrame:
+    """One row per ray: device, ray, arch, predicted (and true) objectives, on_front of the judged values."""
+    judged = true if true is not None else predicted
+    mask = np.zeros(len(genotypes), dtype=bool)
+    keep = judged[:, 0] < MODNAS_MAX_ERROR
+    if keep.any():
+        mask[np.flatnonzero(keep)[pareto_mask(judged[keep])]] = True
+    rows: dict[str, Any] = {
+        "device": device.name,
+        "split": device.split,
+        "ray": np.arange(len(genotypes)),
+        "arch": [space.to_string(g) for g in genotypes],
+    }
+    if hasattr(space, "nb201_index"):
+        rows["nb201_index"] = [space.nb201_index(g) for g in genotypes]
+    for j, o in enumerate(objectives):
+        rows[f"pred_{o}"] = predicted[:, j]
+    if true is not None:
+        for j, o in enumerate(objectives):
+            rows[f"true_{o}"] = true[:, j]
+    rows["on_front"] = mask
+    return pd.DataFrame(rows)
+

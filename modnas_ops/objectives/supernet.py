@@ -1,0 +1,300 @@
+"""Supernet mode: a weight-sharing supernet on a dataset (embedded default: digits). Weights step on the train
+split, the hypernetwork on the valid split (error term = cross-entropy of the sampled subnet); devices and the
+MetaPredictor come from a profiling table of this machine; fronts are normalised over a fixed random
+reference set of architectures."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..architect import Architect, DeviceBatch
+from ..devices import anchor_embedding
+from ..pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume
+from ..spaces import Genotype, SearchSpace
+from .base import LATENCY, ErrorObjective, SearchDevice, fit_bounds, front_rows, register_objective
+
+if TYPE_CHECKING:
+    from ..search import SearchConfig
+
+log = logging.getLogger(__name__)
+
+BOUNDS_POOL = 1024  # random architectures (on top of the known ones) whose predictions bound the objectives
+
+
+class _BatchStream:
+    """Endless shuffled mini-batches of a TensorDataset with its own seeded generator (checkpointable)."""
+
+    def __init__(self, dataset: Any, batch_size: int, seed: int, device: torch.device) -> None:
+        self.x, self.y = dataset.tensors
+        self.batch_size = min(int(batch_size), len(self.x))
+        self.device = device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(len(self.x), generator=self.generator)
+        self.pos = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pos + self.batch_size > len(self.order):
+            self.order = torch.randperm(len(self.x), generator=self.generator)
+            self.pos = 0
+        idx = self.order[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return self.x[idx].to(self.device), self.y[idx].to(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "order": self.order.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = state["order"].clone()
+        self.pos = int(state["pos"])
+
+
+def dense_forward(supernet: nn.Module, x: torch.Tensor, op_weights: torch.Tensor) -> torch.Tensor:
+    """``supernet(x, op_weights)`` computing every op of every edge, even for one-hot weights: the same
+    values as the selected-only path (the other ops are weighted by exact zeros), but the straight-through
+    gradient also reaches the unselected entries (<dL/d node, op(h)>), i.e. how switching an edge to each
+    other op would change the loss. (The selected-only path gives them no gradient, so an edge set to
+    ``none`` never hears from the error term while latency keeps pushing towards ``none``.)"""
+    w = op_weights.to(device=x.device, dtype=x.dtype)  # (E, K)
+    h = supernet.stem(x)
+    for s, cells in enumerate(supernet.stages):
+        if s > 0:
+            h = supernet.reductions[s - 1](h)
+        for cell in cells:
+            h = cell(h, w, None)
+    return supernet.classifier(torch.flatten(supernet.global_pool(supernet.lastact(h)), 1))
+
+
+def reference_normaliser(reference: np.ndarray, found: np.ndarray) -> Normaliser:
+    """MODNAS-style min-max bounds (error >= 90 % dropped) over a reference set of points (N, M); an
+    objective the reference leaves constant takes its bounds from reference + found points, and a still
+    constant one gets a span of 0.1 % of its value (at least 1e-6) so the hypervolume stays defined."""
+    pts = reference[reference[:, 0] < MODNAS_MAX_ERROR]
+    pts = pts if len(pts) else reference
+    both = np.concatenate([pts, found[found[:, 0] < MODNAS_MAX_ERROR]])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    flat = hi <= lo
+    lo[flat], hi[flat] = both.min(axis=0)[flat], both.max(axis=0)[flat]
+    flat = hi <= lo
+    hi[flat] = lo[flat] + np.maximum(1e-3 * np.abs(lo[flat]), 1e-6)
+    return Normaliser(tuple(lo), tuple(hi))
+
+
+@register_objective
+class SupernetObjective(ErrorObjective):
+    """Supernet mode: cross-entropy of sampled subnets of a weight-sharing supernet; devices and the
+    MetaPredictor from a profiling table of real measurements."""
+
+    name = "supernet"
+
+    def __init__(
+        self,
+        cfg: SearchConfig,
+        space: SearchSpace,
+        device: torch.device,
+        data: Any = None,
+        profile_rows: Any = None,
+        predictor: nn.Module | None = None,
+    ) -> None:
+        super().__init__(cfg, space, device)
+        from ..data import get_dataset
+        from ..predictor import measurements_from_profile
+        from ..supernet import Supernet
+
+        self.scfg = cfg.supernet
+        self.data = (
+            data
+            if data is not None
+            else get_dataset(self.scfg.dataset, seed=cfg.seed, root=self.scfg.data_root or None)
+        )
+        if profile_rows is None:
+            raise ValueError("supernet mode needs a profiling table (rows of profiling.campaign.read_table)")
+        self.measured = measurements_from_profile(profile_rows, space, test_devices=self.scfg.test_devices)
+        if not any(m.split == "train" for m in self.measured):
+            raise ValueError("supernet mode: every device of the profiling table is a test device")
+        self._injected_predictor = predictor
+        torch.manual_seed(cfg.seed)
+        self.supernet = Supernet(
+            space,
+            C=self.scfg.C,
+            N=self.scfg.N,
+            in_channels=self.data.input_shape[0],
+            num_classes=self.data.num_classes,
+        ).to(device)
+        if self.scfg.init_weights:
+            from ..supernet_training import check_compatible, load_supernet
+
+            pretrained = load_supernet(self.scfg.init_weights)
+            check_compatible(
+                pretrained, space, self.scfg.C, self.scfg.N, self.data.input_shape[0], self.data.num_classes
+            )
+            self.supernet.load_state_dict(pretrained.state_dict())
+        self.weight_optimizer = torch.optim.SGD(
+            self.supernet.parameters(), lr=self.scfg.weight_lr, momentum=self.scfg.momentum,
+            weight_decay=self.scfg.weight_decay,
+        )  # fmt: skip
+        self.weight_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.weight_optimizer, T_max=max(1, cfg.epochs * cfg.steps_per_epoch)
+        )
+        self.train_stream = _BatchStream(self.data.train, self.scfg.batch_size, cfg.seed + 1, device)
+        self.valid_stream = _BatchStream(self.data.valid, self.scfg.batch_size, cfg.seed + 2, device)
+        self.epoch = 0
+        self.weight_losses: list[float] = []
+        self._error_cache: dict[Genotype, float] = {}  # valid error per genotype under the current weights
+
+    def setup(self, rng: np.random.Generator) -> None:
+        self.predictor = self._load_predictor().to(self.device).eval()
+        # reference architectures fix each device's HV normalisation; the latency bounds of the search come
+        # from a larger pool: the reference set, every measured architecture and BOUNDS_POOL random samples
+        draws = [self.space.sample(rng) for _ in range(4 * self.scfg.reference_archs)]
+        self.reference = list(dict.fromkeys(draws))[: self.scfg.reference_archs]
+        measured = {tuple(int(x) for x in g) for m in self.measured for g in m.genotypes}
+        pool = list(dict.fromkeys([*self.reference, *sorted(measured)]))
+        pool += [self.space.sample(rng) for _ in range(BOUNDS_POOL)]
+        ref_onehots = torch.from_numpy(self.space.one_hot_batch(pool))
+        max_ce = math.log(self.data.num_classes)
+        self.devices = []
+        self._measured_ms: dict[str, dict[Genotype, float]] = {}
+        for m in self.measured:
+            a = np.asarray(m.anchor_values[LATENCY], dtype=np.float64)
+            dev = SearchDevice(m.name, m.split, a, anchor_embedding(a), np.zeros(2), np.ones(2))
+            hw = self.predicted_hardware(dev, ref_onehots)[:, 0]
+            lo_l, hi_l = fit_bounds(hw, f"{m.name} predicted latency")
+            self.devices.append(
+                SearchDevice(
+                    m.name, m.split, a, dev.embedding, np.array([0.0, lo_l]), np.array([max_ce, hi_l])
+                )
+            )
+            self._measured_ms[m.name] = {
+                tuple(int(x) for x in g): float(v)
+                for g, v in zip(m.genotypes, m.values[LATENCY], strict=True)
+            }
+
+    def _load_predictor(self) -> nn.Module:
+        if self._injected_predictor is not None:
+            return self._injected_predictor
+        from ..predictor import FitConfig, MetaPredictor, fit_meta_predictor
+
+        if self.scfg.predictor:
+            return MetaPredictor.load(self.scfg.predictor)
+        fit = fit_meta_predictor(
+            self.measured,
+            FitConfig(epochs=self.scfg.predictor_epochs, batch_size=64, patience=60, seed=self.cfg.seed),
+            space=self.space,
+            progress=False,
+        )
+        return fit.model
+
+    # ---- search-time pieces -------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def hypernet_frozen(self) -> bool:
+        return self.epoch < self.scfg.warmup_epochs
+
+    def before_hypernet_step(self, architect: Architect, train_devices: DeviceBatch) -> Any:
+        x, y = self.train_stream.next()
+        loss = architect.weight_step(
+            self.supernet, self.weight_optimizer, x, y, train_devices,
+            num_archs=self.scfg.archs_per_weight_step, grad_clip=self.scfg.grad_clip or None,
+            uniform_fraction=self.scfg.uniform_fraction,
+        )  # fmt: skip
+        self.weight_scheduler.step()
+        self.weight_losses.append(loss)
+        self._error_cache.clear()
+        return self.valid_stream.next()
+
+    def error_term(self, arch: torch.Tensor, batch: Any = None) -> torch.Tensor:
+        if batch is None:
+            raise ValueError("supernet error term needs a (x, y) batch")
+        x, y = batch
+        self.supernet.train()
+        if self.scfg.dense_gradients and torch.is_grad_enabled():  # no gradient wanted: selected ops only
+            return torch.stack(
+                [nn.functional.cross_entropy(dense_forward(self.supernet, x, a), y) for a in arch]
+            )
+        return torch.stack([nn.functional.cross_entropy(self.supernet(x, a), y) for a in arch])
+
+    def valid_error(self, genotypes: Sequence[Genotype]) -> np.ndarray:
+        """(R,) valid error (percent) of each genotype under the shared weights (first ``eval_batches``
+        batches of the valid split, or all of it)."""
+        from ..supernet_training import valid_error
+
+        x, y = self.data.valid.tensors
+        if self.scfg.eval_batches:
+            n = self.scfg.eval_batches * self.scfg.batch_size
+            x, y = x[:n], y[:n]
+        todo = [
+            g for g in dict.fromkeys(genotypes) if g not in self._error_cache
+        ]  # cached until weights move
+        if todo:
+            errs = valid_error(self.supernet, todo, x, y, batch_size=self.scfg.batch_size)
+            self._error_cache.update(zip(todo, errs.tolist(), strict=True))
+        return np.asarray([self._error_cache[g] for g in genotypes], dtype=np.float64)
+
+    def judge(
+        self, device: SearchDevice, genotypes: Sequence[Genotype]
+    ) -> tuple[pd.DataFrame, dict[str, float]]:
+        genotypes = [tuple(int(x) for x in g) for g in genotypes]
+        uniq = sorted(set(genotypes) | set(self.reference))
+        err = dict(zip(uniq, self.valid_error(uniq), strict=True))
+        onehots = torch.from_numpy(self.space.one_hot_batch(uniq))
+        lat = dict(
+            zip(uniq, self.latency_ms(device, self.predicted_hardware(device, onehots)[:, 0]), strict=True)
+        )
+        measured = self._measured_ms.get(device.name, {})
+        judged_lat = {g: measured.get(g, lat[g]) for g in uniq}
+
+        def points(gs: Sequence[Genotype]) -> np.ndarray:
+            return np.asarray([[err[g], judged_lat[g]] for g in gs], dtype=np.float64)
+
+        ref = points(self.reference)
+        found = points(genotypes)
+        normaliser = reference_normaliser(ref, found)
+
+        def hv(F: np.ndarray) -> float:
+            F = F[F[:, 0] < MODNAS_MAX_ERROR]
+            return hypervolume(normaliser(F), normaliser.reference_point) if len(F) else 0.0
+
+        metrics = {f"hv/{device.name}": hv(found), f"hv_reference/{device.name}": hv(ref)}
+        predicted = np.asarray([[err[g], lat[g]] for g in genotypes], dtype=np.float64)
+        rows = front_rows(device, genotypes, self.space, predicted, found, self.objectives)
+        rows["latency_measured"] = [g in measured for g in genotypes]
+        return rows, metrics
+
+    def trained_supernet(self) -> nn.Module | None:
+        return self.supernet
+
+    def extra_metrics(self) -> dict[str, float]:
+        out = {}
+        if self.weight_losses:
+            out["weight_loss"] = float(np.mean(self.weight_losses))
+            self.weight_losses = []
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "supernet": self.supernet.state_dict(),
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "weight_scheduler": self.weight_scheduler.state_dict(),
+            "train_stream": self.train_stream.state_dict(),
+            "valid_stream": self.valid_stream.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.weight_scheduler.load_state_dict(state["weight_scheduler"])
+        self.train_stream.load_state_dict(state["train_stream"])
+        self.valid_stream.load_state_dict(state["valid_stream"])
+        self._error_cache.clear()
+
