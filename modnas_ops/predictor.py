@@ -425,12 +425,18 @@ def measurements_from_profile(
     rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
     space: str | SearchSpace | None = None,
     test_devices: Sequence[str] = (),
+    drop_constant_output: bool = True,
 ) -> list[DeviceMeasurements]:
     """Devices of a profiling table (rows of ``profiling.campaign.read_table`` or a DataFrame with columns
     ``space, arch, device, latency_ms, role`` [+ ``energy_mj``, ``host``]). The anchors of each device are its
     rows with ``role == "anchor"`` and must cover all 10 anchors of the space. A device name measured on
     several hosts (or network sizes) becomes ``<device>@<host>`` (``@<network>``). ``test_devices`` are marked
-    for evaluation only."""
+    for evaluation only. ``drop_constant_output``: leave out architectures whose output ignores the input
+    (``space.constant_output``). Exported without inputs, they time as an empty graph (~0.007 ms against
+    >= 0.2 ms for any live cell on cpu-ort-t1-b32), and a predictor fitted with them spreads that cliff onto
+    their live neighbours. On the 50-arch quick profile, the cheapest live cells were predicted at 0.0033 ms
+    with them and 0.26-0.39 ms without them (0.20 ms measured). They have chance accuracy and are never
+    chosen."""
     df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     missing = [c for c in PROFILE_COLUMNS if c not in df.columns]
     if missing:
@@ -465,6 +471,9 @@ def measurements_from_profile(
             genotypes = np.asarray([sp.from_string(a) for a in g["arch"]], dtype=np.int64)
         except ValueError as e:
             raise ValueError(f"profiling table, device {name!r}: {e}") from None
+        if drop_constant_output:
+            live = np.array([not sp.constant_output(x) for x in genotypes], dtype=bool)
+            g, genotypes = g[live].reset_index(drop=True), genotypes[live]
         by_arch = g.set_index("arch")
         have = [a in by_arch.index for a in anchors]
         if not all(have):

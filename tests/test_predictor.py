@@ -265,6 +265,16 @@ def test_measurements_from_profile_roundtrip_with_energy() -> None:
         np.testing.assert_allclose(p.embedding, anchor_embedding(d.anchor_values[LATENCY]))
 
 
+def test_measurements_from_profile_leaves_out_constant_output_cells() -> None:
+    df = _profile_frame(_synthetic_devices(1, 0, 20))
+    dead = "|avg_pool_3x3~0|+|avg_pool_3x3~0|none~1|+|none~0|none~1|none~2|"  # output ignores the input
+    df = pd.concat([df, df.iloc[[0]].assign(arch=dead, latency_ms=0.007, role="sample")], ignore_index=True)
+    (kept,) = measurements_from_profile(df)
+    (everything,) = measurements_from_profile(df, drop_constant_output=False)
+    assert len(everything.genotypes) == len(kept.genotypes) + 1
+    assert SPACE.from_string(dead) not in {tuple(g) for g in kept.genotypes}
+    assert everything.values[LATENCY].min() == pytest.approx(0.007)
+
 def test_measurements_from_profile_errors_and_host_suffix() -> None:
     df = _profile_frame(_synthetic_devices(1, 0, 20))
     with pytest.raises(ValueError, match="lacks columns: role"):

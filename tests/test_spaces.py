@@ -114,3 +114,29 @@ def test_nb201_index_agrees_with_every_row_of_the_table(nb201_table_path):
 def test_nb201_anchors_are_the_paper_indices():
     space = get_search_space("nb201")
     assert [space.nb201_index(a) for a in space.anchors()] == list(NB201_ANCHOR_INDICES)
+
+
+def test_nb201_constant_output_cells():
+    space = get_search_space("nb201")
+    dead = [g for g in space.all_genotypes() if space.constant_output(g)]
+    # no path 0 -> 3 of non-none edges: 3<-0, 3<-1, 3<-2 cut or fed by cut nodes; 341 of 15,625 cells
+    assert len(dead) == 341
+    assert not any(space.constant_output(g) for g in space.anchors())
+    cases = {
+        "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|": True,
+        "|none~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|": True,  # node 1 is never reached
+        "|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|": False,
+        "|skip_connect~0|+|none~0|none~1|+|none~0|avg_pool_3x3~1|none~2|": False,
+    }
+    for arch, expected in cases.items():
+        assert space.constant_output(space.from_string(arch)) is expected, arch
+
+
+def test_nb201_constant_output_cells_are_at_chance_in_the_table(nb201_table_path):
+    from modnas_ops.benchmarks import load_table
+
+    table = load_table(nb201_table_path)
+    space = table.space
+    dead = np.array([space.constant_output(tuple(g)) for g in table.genotypes])
+    assert dead.sum() == 341
+    np.testing.assert_allclose(table.error("cifar10")[dead], 90.0, atol=0.5)  # CIFAR-10 chance: 10 % accuracy

@@ -126,6 +126,13 @@ class SearchSpace(abc.ABC):
                     out.append((*g[:e], k, *g[e + 1:]))
         return out
 
+    def constant_output(self, genotype: Sequence[int]) -> bool:
+        """True when the network's output cannot depend on its input (every path through the cell is cut,
+        e.g. by ``none`` ops): chance accuracy, and exported to ONNX as an input-free graph whose timing is
+        that of an empty network. Spaces without such architectures keep the default False."""
+        self.validate(genotype)
+        return False
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (logged with runs and saved with models)."""
         return {"name": self.name, "edges": list(self.edges), "ops": list(self.ops)}

@@ -60,6 +60,16 @@ class NB201Space(SearchSpace):
                 g.append(self.ops.index(op))
         return tuple(g)
 
+    def constant_output(self, genotype: Sequence[int]) -> bool:
+        """No path of non-``none`` edges from the cell input (node 0) to its output (node 3)."""
+        g = self.validate(genotype)
+        none = self.ops.index("none")
+        reached = {0}
+        for (j, i), op in zip(NB201_EDGES, g, strict=True):  # edges are ordered by target node
+            if op != none and i in reached:
+                reached.add(j)
+        return NB201_NUM_NODES - 1 not in reached
+
     # ---- NB201's published index order ---------------------------------------------------
     def nb201_index(self, genotype: Sequence[int]) -> int:
         """Index of the architecture in the NAS-Bench-201 benchmark (0..15624)."""
