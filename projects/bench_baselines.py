@@ -85,8 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     options: dict[str, dict[str, Any]] = json.loads(args.method_options)
-    for m in methods:
-        get_baseline(m, **options.get(m, {}))  # bad names / options fail before any work
+    for m in methods:  # bad names / options / objective counts fail before any work, in one line
+        try:
+            baseline = get_baseline(m, **options.get(m, {}))
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        if baseline.min_objectives > 2:
+            raise SystemExit(
+                f"error: baseline {m!r} needs at least {baseline.min_objectives} objectives; the NB201 table "
+                "gives 2 (error, latency_ms)"
+            )
     targets, queries, source = modnas_targets(args)
     if args.modnas_queries is not None:
         queries, q_source = float(args.modnas_queries), "--modnas-queries"

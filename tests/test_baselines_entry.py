@@ -145,3 +145,18 @@ def test_a_modnas_run_without_hv_metrics_is_refused(entry, table_path, mlflow_ur
         tracking.log_metrics({"loss": 1.0})
     assert entry.main(["--benchmark", str(table_path), "--modnas-run-id", run.info.run_id, *ARGS]) == 2
     assert "has no hv/<device> metric for dev_a, dev_b" in capsys.readouterr().err
+
+
+def test_bench_baselines_prints_the_cost_against_a_modnas_target(table_path, tmp_path, capsys):
+    from projects import bench_baselines
+
+    targets = tmp_path / "t.json"
+    targets.write_text(json.dumps({"hv": {"dev_a": 0.5, "dev_b": 0.5}, "num_queries": 100}))
+    assert bench_baselines.main(["--benchmark", str(table_path), "--methods", "random", "--max-evaluations", "40",
+                                 "--target-json", str(targets)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "MODNAS accuracy queries: 100 (file" in out
+    modnas = [line for line in out.splitlines() if line.startswith("MODNAS ")][-1]  # the cost table's row
+    assert modnas.split()[1:5] == ["100", "20", "120", "1.0"]  # 100 accuracy queries + 10 anchors x 2 devices
+    with pytest.raises(SystemExit, match="'agemoea' needs at least 3 objectives"):
+        bench_baselines.main(["--benchmark", str(table_path), "--methods", "random,agemoea"])
