@@ -14,9 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from pymoo.algorithms.moo.nsga2 import NSGA2
-from pymoo.core.algorithm import Algorithm
-from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
 from pymoo.optimize import minimize
@@ -30,7 +27,7 @@ from ..pareto import non_dominated_sort
 from ..spaces import Genotype, SearchSpace
 from .base import register_baseline, sample_new, unique_new
 from .budget import BudgetedEvaluator, BudgetExhausted
-from .evolution import KnownDuplicates, PymooBaseline, to_genotypes
+from .evolution import KnownDuplicates, NSGA2Baseline, to_genotypes
 
 # Mating rounds per generation of the inner search before it settles for fewer unique offspring (pymoo's
 # default of 100 makes a converged population on a small space spend most of its time in duplicate checks).
@@ -93,7 +90,7 @@ def select_best(F: np.ndarray, n: int) -> np.ndarray:
 
 @register_baseline
 @dataclass
-class LINAS(PymooBaseline):
+class LINAS(NSGA2Baseline):
     """LINAS with NSGA-II (population 50, crossover 0.9, mutation 0.02) on the predictors.
 
     ``predictors``: one name per objective, or one for all; empty means ``svr`` for the first objective
@@ -123,16 +120,6 @@ class LINAS(PymooBaseline):
         if len(self.predictors) != num_objectives:
             raise ValueError(f"linas: {len(self.predictors)} predictors for {num_objectives} objectives; give 1 or M")
         return self.predictors
-
-    def make_algorithm(
-        self, num_objectives: int, initial: np.ndarray, duplicates: DuplicateElimination | bool
-    ) -> Algorithm:
-        return NSGA2(
-            pop_size=self.population_size,
-            sampling=initial,
-            eliminate_duplicates=duplicates,
-            **self.operators(),
-        )
 
     def search(self, space: SearchSpace, evaluator: BudgetedEvaluator, seed: int) -> None:
         rng = np.random.default_rng(seed)
