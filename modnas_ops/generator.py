@@ -35,7 +35,7 @@ from .atomic import atomic_write
 from .devices import NUM_ANCHORS, Device
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
 from .pareto import preference_rays
-from .predictor import MIN_FRACTION_OF_FASTEST_ANCHOR
+from .predictor import denormalise
 from .spaces import SearchSpace, get_search_space
 from .supernet import create_network
 
@@ -376,10 +376,7 @@ class ParetoGenerator:
             out["nb201_index"] = np.asarray([self.space.nb201_index(g) for g in genotypes], dtype=np.int64)
         for o in self.objectives:
             if o in self.metrics:
-                a = anchors[o]
-                lo, hi = a.min(axis=1), a.max(axis=1)
-                raw = lo + metric_out[:, self.metrics.index(o)] * (hi - lo)
-                out[f"pred_{o}"] = np.maximum(raw, MIN_FRACTION_OF_FASTEST_ANCHOR * lo)  # as predictor.denormalise
+                out[f"pred_{o}"] = denormalise(metric_out[:, self.metrics.index(o)], anchors[o])  # per row
             elif o == ERROR and error_out is not None:
                 out[f"pred_{o}"] = error_out
         return pd.DataFrame(out, index=df.index, columns=self.output_columns)

@@ -347,9 +347,10 @@ def denormalise(y: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     ``MIN_FRACTION_OF_FASTEST_ANCHOR * min_a``: below the fastest anchor the linear map extrapolates, and for
     a device whose anchors span much more than their minimum it can cross zero; a latency or energy is
     positive, so such predictions are clipped (the search's objectives use the unclipped normalised values)."""
-    a = np.asarray(anchors, dtype=np.float64)
-    raw = a.min() + np.asarray(y, dtype=np.float64) * (a.max() - a.min())
-    return np.maximum(raw, MIN_FRACTION_OF_FASTEST_ANCHOR * a.min())
+    a = np.asarray(anchors, dtype=np.float64)  # (10,) for all of y, or (N, 10): one device per value
+    lo, hi = a.min(axis=-1), a.max(axis=-1)
+    raw = lo + np.asarray(y, dtype=np.float64) * (hi - lo)
+    return np.maximum(raw, MIN_FRACTION_OF_FASTEST_ANCHOR * lo)
 
 
 def normalise(values: np.ndarray, anchors: np.ndarray) -> np.ndarray:

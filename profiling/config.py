@@ -42,7 +42,7 @@ class CampaignConfig:
     warmup: int = 1  # untimed calls per candidate visit
     repeats: int = 5  # timed calls per candidate visit
     rounds: int = 1000  # visits per candidate, interleaved with the other candidates of its chunk (bounded by
-    # max_seconds; two campaigns' tau on cpu-ort-t2-b1 of this 2-core VM: 0.81 at 100 rounds, 0.98 at 1000)
+    # max_seconds; two campaigns' tau on cpu-ort-t2-b1 of this 2-core VM: 0.81 at 100 rounds, 0.98 at 1000 uncapped)
     chunk_size: int = 50  # archs timed together (interleaved) and appended to the table together
     max_seconds: float = 30.0  # time budget per chunk and device config (>= 5 rounds always run); 0 = none
     energy: bool = True

@@ -169,6 +169,8 @@ def test_denormalisation_uses_the_anchors_exactly() -> None:
 def test_denormalise_keeps_latency_positive():
     anchors = np.array([1.0, 2.0, 11.0])  # span 10x the fastest anchor: y < -0.1 would map below zero
     np.testing.assert_allclose(denormalise(np.array([-0.05, -0.5, -3.0]), anchors), [0.5, 0.01, 0.01])
+    rows = np.stack([anchors, 2 * anchors])  # (N, anchors): one device per value, as the generator passes them
+    np.testing.assert_allclose(denormalise(np.array([0.5, -0.5]), rows), [6.0, 0.02])
 
 
 
