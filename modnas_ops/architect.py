@@ -164,6 +164,14 @@ def write_flat_grad(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
         raise ValueError(f"write_flat_grad: {flat.numel()} values for {offset} parameters")
 
 
+def annealed_entropy_weight(weight: float, decay: float, progress: float) -> float:
+    """The exploration bonus at ``progress`` in [0, 1] of the search: ``weight`` decayed linearly to 0 at
+    ``progress == decay``. Without it the softmax of a logit can reach exactly 1.0 in float32 within a few
+    hundred Adam steps, before the gradients of every device and preference have sorted out an edge; from
+    then on every straight-through gradient of that edge is exactly 0 and the choice is frozen."""
+    return float(weight) * max(0.0, 1.0 - float(progress) / float(decay))
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Eval mode and ``requires_grad=False`` on every parameter (gradients still flow through it)."""
     module.eval()
@@ -472,6 +480,7 @@ __all__ = [
     "ErrorTerm",
     "HardwarePredictor",
     "StepStats",
+    "annealed_entropy_weight",
     "available_scalarisations",
     "cosine_similarity",
     "flat_grad",

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .architect import Architect, DeviceBatch
+from .architect import Architect, DeviceBatch, annealed_entropy_weight
 from .atomic import atomic_torch_save
 from .config import config_to_dict
 from .hypernetwork import HypernetworkBase, create_hypernetwork
@@ -400,9 +400,7 @@ def run_search(
     for epoch in range(first_epoch, cfg.epochs):
         architect.sampler.set_epoch(epoch, cfg.epochs)
         objective.set_epoch(epoch)
-        architect.entropy_weight = acfg.entropy_weight * max(
-            0.0, 1.0 - epoch / (acfg.entropy_decay * cfg.epochs)
-        )
+        architect.entropy_weight = annealed_entropy_weight(acfg.entropy_weight, acfg.entropy_decay, epoch / cfg.epochs)
         losses = []
         for _ in tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress):
             batch = objective.before_hypernet_step(architect, train_devices)

@@ -9,7 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from modnas_ops.architect import Architect, DeviceBatch, cosine_similarity, flat_grad, write_flat_grad
+from modnas_ops.architect import (
+    Architect,
+    DeviceBatch,
+    annealed_entropy_weight,
+    cosine_similarity,
+    flat_grad,
+    write_flat_grad,
+)
 from modnas_ops.hypernetwork import create_hypernetwork
 from modnas_ops.sampling import create_sampler
 from modnas_ops.spaces import get_search_space
@@ -179,17 +186,49 @@ def _well_separated_costs(arch: Architect, devices: DeviceBatch, margin: float =
     raise AssertionError("no well-separated cost tables found")
 
 
-@pytest.mark.parametrize("mode", ["mgd", "mean"])
-def test_finds_the_known_optimum_per_device_and_preference(mode: str) -> None:
-    arch = _architect(mode=mode, lr=0.05, prefs_per_device=8)
+def _search_known_optimum(steps: int, seed: int, **kw) -> tuple[Architect, DeviceBatch]:
+    """The product's recipe on the fake world: Adam at the configs' lr, 8 preferences per device, and the
+    exploration bonus annealed as the search loop anneals it (weight 0.05 decayed to 0 at 75 %)."""
+    arch = _architect(lr=0.01, prefs_per_device=8, seed=seed, **kw)
     devices = _devices(2)
     _well_separated_costs(arch, devices)
-    for _ in range(200):
+    for step in range(steps):
+        arch.entropy_weight = annealed_entropy_weight(0.05, 0.75, step / steps)
         arch.hypernet_step(devices)
+    return arch, devices
+
+
+def _assert_optima(arch: Architect, devices: DeviceBatch) -> None:
     for t in range(2):
         for r in RAYS:
             got = arch.argmax_architectures(r[None], devices.embeddings[t])[0]
             assert torch.equal(got, _optimum(arch, devices, t, r)), (t, r)
+
+
+# Several seeds: without the annealed bonus 3 of 10 seeds froze a wrong op (softmax exactly 1.0 in float32,
+# zero gradient), and which seeds did depended on the CPU's float rounding (Intel vs AMD).
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", ["mgd", "mean"])
+def test_finds_the_known_optimum_per_device_and_preference(mode: str, seed: int) -> None:
+    _assert_optima(*_search_known_optimum(200, seed, mode=mode))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finite_differences_find_the_known_optimum(seed: int) -> None:
+    _assert_optima(*_search_known_optimum(400, seed, finite_differences=True))
+
+
+def test_a_saturated_edge_gets_no_gradient() -> None:
+    """The failure the annealed bonus prevents: once softmax(logits) of an edge is exactly one-hot in
+    float32, every gradient of that edge is exactly zero, whatever the objectives say."""
+    arch = _architect(prefs_per_device=4)
+    bias = arch.hypernetwork.out.bias
+    with torch.no_grad():
+        bias.view(E, K)[0, 0] = 200.0  # edge 0 saturated on op 0
+    losses, _ = arch.device_losses(_devices(2))
+    grad = torch.autograd.grad(losses.sum(), bias)[0].view(E, K)  # (E, K)
+    assert torch.all(grad[0] == 0)
+    assert torch.any(grad[1:] != 0)
 
 
 def test_weight_step_trains_the_supernet_only() -> None:
@@ -268,15 +307,3 @@ def test_finite_difference_gradient_is_the_exact_one_edge_change() -> None:
                 moved[i, e, k] = 1
                 expected[i, e, k] = ((fn(moved, torch.arange(b)) - base)[i] * g[i]).sum()
     torch.testing.assert_close(a.grad, expected, rtol=1e-5, atol=1e-4)
-
-
-def test_finite_differences_find_the_known_optimum() -> None:
-    arch = _architect(lr=0.05, prefs_per_device=8, finite_differences=True)
-    devices = _devices(2)
-    _well_separated_costs(arch, devices)
-    for _ in range(400):
-        arch.hypernet_step(devices)
-    for t in range(2):
-        for r in RAYS:
-            got = arch.argmax_architectures(r[None], devices.embeddings[t])[0]
-            assert torch.equal(got, _optimum(arch, devices, t, r)), (t, r)
