@@ -127,7 +127,7 @@ class BenchmarkTable:
 
     def indices_of(self, genotypes: Sequence[Sequence[int]]) -> np.ndarray:
         """(G,) row (= NB201) indices of ``genotypes``; ValueError if one is not in the table."""
-        out = np.array([self.space.nb201_index(g) for g in genotypes], dtype=np.int64)
+        out = np.array([self.space.benchmark_index(g) for g in genotypes], dtype=np.int64)
         bad = np.flatnonzero(out >= len(self))
         if len(bad):
             raise ValueError(
@@ -300,14 +300,14 @@ def _is_float(s: str) -> bool:
 
 def _parse_archs(path: Path, space: NB201Space, archs: Sequence[str]) -> np.ndarray:
     """(N, E) genotypes; row i must parse and be the architecture with NB201 index i."""
-    genotypes = np.empty((len(archs), space.num_edges), dtype=np.int64)
+    genotypes = np.empty((len(archs), space.num_decisions), dtype=np.int64)
     for i, arch in enumerate(archs):
         try:
             genotypes[i] = space.from_string(arch)
         except ValueError as e:
             raise TableError(f"{path}: row {i}: {e}") from None
     for i, g in enumerate(map(tuple, genotypes.tolist())):
-        j = space.nb201_index(g)
+        j = space.benchmark_index(g)
         if j != i:
             raise TableError(f"{path}: row {i}: arch {archs[i]!r} has NB201 index {j}, not {i}")
     return genotypes

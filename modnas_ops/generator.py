@@ -7,7 +7,8 @@ MetaPredictor (hardware metrics, denormalised with the row's own anchor values) 
 ``predict(DataFrame)`` takes exactly the columns ``anchor_<metric>_0..9`` (raw anchor measurements in the
 space's ``anchors()`` order; ``latency_ms`` always, plus every other predictor metric) and ``pref_0..pref_{M-1}``
 (non-negative weights of ``objectives``, normalised to the simplex here), and returns ``arch`` (canonical
-string), ``nb201_index`` (when the space has one) and ``pred_<objective>`` for every objective a model predicts.
+string), the space's benchmark index (e.g. ``nb201_index``, where it has one) and ``pred_<objective>`` for
+every objective a model predicts.
 
 The generator keeps frozen eval-mode copies of its modules (a snapshot: later training of the originals does
 not change it). It is saved as a directory (JSON spec + torch files, loaded with ``weights_only=True``) and
@@ -37,7 +38,6 @@ from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
 from .pareto import preference_rays
 from .predictor import denormalise
 from .spaces import SearchSpace, get_search_space
-from .supernet import create_network
 
 log = logging.getLogger(__name__)
 
@@ -128,17 +128,14 @@ class TableErrorModel(nn.Module):
             raise ValueError("TableErrorModel: errors must be finite")
         self.unit = str(unit)
         self.register_buffer("error", err)
-        _, k = self.space.shape
-        powers = k ** torch.arange(self.space.num_edges - 1, -1, -1)  # (E,) base-K digits, edge 0 first
+        powers = torch.from_numpy(self.space.place_values)  # (D,) mixed-radix place values
         self.register_buffer("powers", powers, persistent=False)
 
     @classmethod
     def from_table(cls, table: Any, dataset: str = "cifar10") -> TableErrorModel:
         """From a :class:`modnas_ops.benchmarks.BenchmarkTable` (error in percent)."""
         space = table.space
-        index = np.asarray(table.genotypes, dtype=np.int64) @ (
-            space.num_ops ** np.arange(space.num_edges)[::-1]
-        )
+        index = space.index_batch(table.genotypes)
         err = np.full(space.num_architectures, np.nan, dtype=np.float32)
         err[index] = table.error(dataset)
         if np.isnan(err).any():
@@ -285,7 +282,7 @@ class ParetoGenerator:
 
     @property
     def output_columns(self) -> list[str]:
-        cols = ["arch"] + (["nb201_index"] if hasattr(self.space, "nb201_index") else [])
+        cols = ["arch"] + ([self.space.benchmark_index_name] if self.space.benchmark_index_name else [])
         predicted = set(self.metrics) | ({ERROR} if self.error_model is not None else set())
         return cols + [f"pred_{o}" for o in self.objectives if o in predicted]
 
@@ -372,8 +369,10 @@ class ParetoGenerator:
         )  # (N, 10), as devices.anchor_embedding
         genotypes, metric_out, error_out = self._run(prefs.astype(np.float32), embedding)
         out: dict[str, Any] = {"arch": [self.space.to_string(g) for g in genotypes]}
-        if hasattr(self.space, "nb201_index"):
-            out["nb201_index"] = np.asarray([self.space.nb201_index(g) for g in genotypes], dtype=np.int64)
+        if self.space.benchmark_index_name:
+            out[self.space.benchmark_index_name] = np.asarray(
+                [self.space.benchmark_index(g) for g in genotypes], dtype=np.int64
+            )
         for o in self.objectives:
             if o in self.metrics:
                 out[f"pred_{o}"] = denormalise(metric_out[:, self.metrics.index(o)], anchors[o])  # per row
@@ -410,7 +409,7 @@ class ParetoGenerator:
         return genotypes, metric_out, error_out
 
     def front(self, preferences: Any, devices: Sequence[str] | None = None) -> pd.DataFrame:
-        """Known devices x preferences -> one row each: ``device``, ``pref_*``, ``arch``, ``nb201_index``,
+        """Known devices x preferences -> one row each: ``device``, ``pref_*``, ``arch``, the benchmark index,
         ``pred_*`` (the rows :func:`register_architectures` takes)."""
         inp = self.make_input(preferences, devices)
         names = list(self.devices) if devices is None else [str(d) for d in devices]
@@ -567,7 +566,7 @@ def log_generator(
         )
 
 
-_RESERVED_ROW_KEYS = {"device", "arch", "preference", "nb201_index", "genotype", "chosen"}
+_RESERVED_ROW_KEYS = {"device", "arch", "preference", "genotype", "chosen"}
 
 
 def _row_preference(row: Mapping[str, Any], where: str) -> list[float]:
@@ -595,7 +594,7 @@ def _objective_names(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str
     for row in rows:
         for k, v in row.items():
             k = str(k)
-            skip = k in _RESERVED_ROW_KEYS or re.fullmatch(r"(pref|anchor)_.*", k)
+            skip = k in _RESERVED_ROW_KEYS or re.fullmatch(r"(pref|anchor)_.*|.*_index", k)
             if (
                 not skip
                 and k not in names
@@ -624,11 +623,13 @@ def register_architectures(
 
     ``front_rows``: rows with ``device``, ``arch`` (canonical string), ``preference`` (list / JSON / "a,b") or
     ``pref_0..``, objective values (``objectives``; default every other numeric column except ``pref_*``,
-    ``anchor_*``, ``nb201_index``) and optionally ``chosen`` (bool). Identical archs of one device become one
+    ``anchor_*``, the benchmark index) and optionally ``chosen`` (bool). Identical archs of one device become one
     version (all their preferences in its tags). Networks: ``supernet.subnet(genotype)`` when a trained supernet
-    is given, else ``create_network(space, genotype, **network_kwargs)`` (fresh weights, seeded by ``seed``).
-    ``export_fn(model, example (input_shape)) -> ONNX ModelProto or bytes`` (``profiling.export.export_onnx``).
-    Version tags: device, arch, preference (JSON), objectives (JSON), space, nb201_index. Alias
+    is given, else ``space.build_network(genotype, input_shape[1:], **network_kwargs)`` (fresh weights, seeded by
+    ``seed``; ``network_kwargs``: ``num_classes`` and the space's network hyper-parameters).
+    ``export_fn(model, example) -> ONNX ModelProto or bytes`` (example: ``space.example_input`` of ``input_shape``,
+    batch first; ``profiling.export.export_onnx``).
+    Version tags: device, arch, preference (JSON), objectives (JSON), space, the benchmark index. Alias
     ``<alias>-<device>`` points at the device's chosen version (its ``chosen`` row, else its first row).
     Returns one dict per version: device, arch, preferences, objectives, model_uri, version, alias ("" if none).
     """
@@ -682,9 +683,10 @@ def register_architectures(
                 if supernet is not None:
                     net = supernet.subnet(g)
                 else:
-                    net = create_network(sp, g, **dict(network_kwargs))
+                    net = sp.build_network(g, tuple(input_shape[1:]), **dict(network_kwargs))
                 net.eval()
-                example = torch.randn(tuple(int(x) for x in input_shape), device=_module_device(net))
+                example = sp.example_input(tuple(input_shape[1:]), batch=int(input_shape[0]))
+                example = example.to(_module_device(net))
             payload = export_fn(net, example)
             with torch.inference_mode():
                 out = net(example).detach().cpu().numpy()
@@ -701,7 +703,7 @@ def register_architectures(
             "preference": json.dumps(grp["preferences"]),
             "objectives": json.dumps(grp["objectives"]),
             "space": sp.name,
-            **({"nb201_index": sp.nb201_index(g)} if hasattr(sp, "nb201_index") else {}),
+            **({sp.benchmark_index_name: sp.benchmark_index(g)} if sp.benchmark_index_name else {}),
             **dict(tags or {}),
         }
         a = aliases[device] if chosen[device] == g else None

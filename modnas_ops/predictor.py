@@ -26,7 +26,6 @@ import copy
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_torch_save
 from .devices import NUM_ANCHORS, anchor_embedding, validate_anchor_latencies
+from .errors import UserError
 from .predictor_baselines import ranking_metrics
 from .spaces import Genotype, SearchSpace, get_search_space
 
@@ -134,46 +134,24 @@ class FactorisedNet(nn.Module):
         return self.head(self.arch_net(arch.flatten(1)) * self.device_net(embedding))  # (B, M)
 
 
-_EDGE_RE = re.compile(r"^\s*(\d+)\s*<-\s*(\d+)\s*$")
-
-
-def cell_line_graph(space: SearchSpace) -> np.ndarray:
-    """(E + 2, E + 2) symmetric-normalised adjacency (with self loops) of the cell's line graph: node 0 is the
-    cell input, nodes 1..E the edges' operations, node E+1 the output. Edges named ``"j<-i"`` connect op
-    (j<-i) to every op leaving node j; ops leaving node 0 connect to the input, ops entering the last node to
-    the output. Spaces whose edges are not ``"j<-i"`` are treated as a chain of E ops."""
-    num_edges = space.num_edges
-    n = num_edges + 2
-    adj = np.eye(n, dtype=np.float64)
-    parsed = [_EDGE_RE.match(name) for name in space.edges]
-    if all(parsed):
-        pairs = [(int(m.group(1)), int(m.group(2))) for m in parsed if m]
-        last = max(j for j, _ in pairs)
-        for e, (j, i) in enumerate(pairs):
-            if i == 0:
-                adj[e + 1, 0] = 1.0
-            if j == last:
-                adj[n - 1, e + 1] = 1.0
-            for f, (_, i2) in enumerate(pairs):
-                if i2 == j:
-                    adj[f + 1, e + 1] = 1.0
-    else:
-        for a in range(n - 1):
-            adj[a + 1, a] = 1.0
-    adj = ((adj + adj.T) > 0).astype(np.float64)
+def normalised_adjacency(space: SearchSpace) -> np.ndarray:
+    """(D + 2, D + 2) symmetric-normalised adjacency D^-1/2 A D^-1/2 of the space's decision graph
+    (:meth:`~modnas_ops.spaces.SearchSpace.decision_graph`: input, the D decisions, output)."""
+    adj = np.asarray(space.decision_graph(), dtype=np.float64)
+    adj = ((adj + adj.T + np.eye(len(adj))) > 0).astype(np.float64)
     deg = adj.sum(1)
     return (adj / np.sqrt(deg[:, None] * deg[None, :])).astype(np.float32)
 
 
 @register_predictor_net("gcn")
 class CellGCN(nn.Module):
-    """HELP-style GCN over the cell's line graph (op one-hots as node features), mean-pooled, concatenated
+    """HELP-style GCN over the space's decision graph (choice one-hots as node features), mean-pooled, concatenated
     with an MLP of the device embedding, then an MLP head."""
 
     def __init__(self, space: SearchSpace, num_metrics: int, hidden: int, layers: int) -> None:
         super().__init__()
         _, k = space.shape
-        self.register_buffer("adjacency", torch.from_numpy(cell_line_graph(space)))  # (E+2, E+2)
+        self.register_buffer("adjacency", torch.from_numpy(normalised_adjacency(space)))  # (D+2, D+2)
         self.inp = nn.Linear(k + 2, hidden)
         self.convs = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.device_net = _mlp(NUM_ANCHORS, hidden, 2)
@@ -280,7 +258,16 @@ class MetaPredictor(nn.Module):
             out = [self(x[i : i + batch_size], emb[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         finally:
             self.train(was_training)
-        return torch.cat(out).cpu().numpy().astype(np.float64) if out else np.zeros((0, len(self.metrics)))
+        y = torch.cat(out).cpu().numpy().astype(np.float64) if out else np.zeros((0, len(self.metrics)))
+        bad = ~np.isfinite(y)
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            who = getattr(self, "source", "MetaPredictor")
+            raise ValueError(
+                f"{who}: non-finite {self.metrics[j]} prediction ({y[i, j]}) for input row {i} "
+                f"({int(bad.any(axis=1).sum())} of {len(y)} rows); its weights or this device's embedding overflow"
+            )
+        return y
 
     def predict(
         self,
@@ -310,6 +297,9 @@ class MetaPredictor(nn.Module):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Atomic ``torch.save`` of hyper-parameters, space description and weights (+ target statistics)."""
         p = Path(path)
+        bad = _non_finite_tensor(self.state_dict())
+        if bad:
+            raise ValueError(f"MetaPredictor.save {p}: {bad} holds NaN or inf (training diverged); not saved")
         p.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": FORMAT_VERSION,
@@ -322,21 +312,49 @@ class MetaPredictor(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> MetaPredictor:
-        """Inverse of :meth:`save` (``weights_only=True``); returned in eval mode."""
+        """Inverse of :meth:`save` (``weights_only=True``); returned in eval mode. Every problem with the file
+        (missing, not a predictor, other hyper-parameters or shapes, NaN/inf weights) is a one-line
+        :class:`~modnas_ops.errors.UserError` naming it."""
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: no such predictor file")
+            raise PredictorFileNotFoundError(f"{p}: no such predictor file")
         try:
             payload = torch.load(p, map_location=map_location, weights_only=True)
         except Exception as e:  # any unpickling failure means "not a predictor file"
-            raise ValueError(f"{p}: not a MetaPredictor file ({type(e).__name__})") from None
+            raise UserError(f"{p}: not a MetaPredictor file ({type(e).__name__})") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "hparams" not in payload:
-            raise ValueError(f"{p}: not a MetaPredictor file of format {FORMAT_VERSION}")
-        model = cls(**payload["hparams"])
+            raise UserError(f"{p}: not a MetaPredictor file of format {FORMAT_VERSION}")
+        hparams, state = payload["hparams"], payload.get("state_dict")
+        if not isinstance(hparams, dict) or not isinstance(state, dict):
+            raise UserError(f"{p}: not a MetaPredictor file (hparams or state_dict is not a mapping)")
+        try:
+            model = cls(**hparams)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{p}: unusable hyper-parameters {hparams}: {str(e).splitlines()[0]}") from None
         if model.space.describe() != payload.get("space_description"):
-            raise ValueError(f"{p}: saved for a different {model.space.name} space description")
-        model.load_state_dict(payload["state_dict"])
+            raise UserError(f"{p}: saved for a different {model.space.name} space description")
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, ValueError, AttributeError) as e:
+            first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
+            raise UserError(f"{p}: weights do not fit its hyper-parameters ({first})") from None
+        bad = _non_finite_tensor(model.state_dict())
+        if bad:
+            raise UserError(f"{p}: {bad} holds NaN or inf; the file is unusable (retrain or restore it)")
+        model.source = str(p)
         return model.to(map_location).eval()
+
+
+class PredictorFileNotFoundError(UserError, FileNotFoundError):
+    """A predictor path that names no file (a ``UserError`` that is also a ``FileNotFoundError``)."""
+
+
+def _non_finite_tensor(state: Mapping[str, Any]) -> str:
+    """Name of the first floating-point tensor of ``state`` holding NaN or inf, else ``""``."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return ""
 
 
 MIN_FRACTION_OF_FASTEST_ANCHOR = 0.01
@@ -427,6 +445,7 @@ def measurements_from_profile(
     space: str | SearchSpace | None = None,
     test_devices: Sequence[str] = (),
     drop_constant_output: bool = True,
+    source: str = "profiling table",
 ) -> list[DeviceMeasurements]:
     """Devices of a profiling table (rows of ``profiling.campaign.read_table`` or a DataFrame with columns
     ``space, arch, device, latency_ms, role`` [+ ``energy_mj``, ``host``]). The anchors of each device are its
@@ -437,22 +456,26 @@ def measurements_from_profile(
     >= 0.2 ms for any live cell on cpu-ort-t1-b32), and a predictor fitted with them spreads that cliff onto
     their live neighbours. On the 50-arch quick profile, the cheapest live cells were predicted at 0.0033 ms
     with them and 0.26-0.39 ms without them (0.20 ms measured). They have chance accuracy and are never
-    chosen."""
+    chosen.
+
+    One row per (device, arch) after the host/network split: repeated rows that are identical are kept once
+    (with a warning); a pair measured twice with different values is a ``UserError`` naming it (no median of
+    measurements that disagree). ``source`` (e.g. the table's path) prefixes every error line."""
     df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if df.empty:
+        raise UserError(f"{source}: no rows (a header alone, or nothing profiled yet)")
     missing = [c for c in PROFILE_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"profiling table lacks columns: {', '.join(missing)}")
-    if df.empty:
-        raise ValueError("profiling table has no rows")
+        raise UserError(f"{source}: lacks columns: {', '.join(missing)}")
     spaces = sorted(set(df["space"].astype(str)))
     if space is None:
         if len(spaces) != 1:
-            raise ValueError(f"profiling table holds several spaces ({', '.join(spaces)}); name one")
+            raise UserError(f"{source}: holds several spaces ({', '.join(spaces)}); name one")
         space = spaces[0]
     sp = get_search_space(space) if isinstance(space, str) else space
     df = df[df["space"].astype(str) == sp.name]
     if df.empty:
-        raise ValueError(f"profiling table has no rows of space {sp.name!r} (has {', '.join(spaces)})")
+        raise UserError(f"{source}: no rows of space {sp.name!r} (has {', '.join(spaces)})")
     df["device"] = df["device"].astype(str)
     for col in ("host", "network"):  # one device name measured on several hosts / network sizes: keep apart
         if col in df.columns:
@@ -461,29 +484,30 @@ def measurements_from_profile(
     metrics = [LATENCY] + ([ENERGY] if ENERGY in df.columns else [])
     for m in metrics:
         df[m] = pd.to_numeric(df[m], errors="coerce")
+    df = _unique_measurements(df, source)
     anchors = [sp.to_string(g) for g in sp.anchors()]
     unknown_tests = sorted(set(test_devices) - set(df["device"]))
     if unknown_tests:
-        raise ValueError(f"test device {unknown_tests[0]!r} is not in the profiling table")
+        raise UserError(f"test_devices: test device {unknown_tests[0]!r} is not in {source}")
     out = []
     for name, g in df.groupby("device", sort=True):
-        g = g.groupby("arch", sort=True).agg({**{m: "median" for m in metrics}, "role": "first"}).reset_index()
+        g = g.sort_values("arch", kind="stable").reset_index(drop=True)
         try:
             genotypes = np.asarray([sp.from_string(a) for a in g["arch"]], dtype=np.int64)
         except ValueError as e:
-            raise ValueError(f"profiling table, device {name!r}: {e}") from None
+            raise UserError(f"{source}, device {name!r}: {e}") from None
         if drop_constant_output:
             live = np.array([not sp.constant_output(x) for x in genotypes], dtype=bool)
             g, genotypes = g[live].reset_index(drop=True), genotypes[live]
         by_arch = g.set_index("arch")
         have = [a in by_arch.index for a in anchors]
         if not all(have):
-            raise ValueError(
-                f"profiling table, device {name!r}: {have.count(False)} of the {NUM_ANCHORS} anchor archs are missing"
+            raise UserError(
+                f"{source}, device {name!r}: {have.count(False)} of the {NUM_ANCHORS} anchor archs are missing"
             )
         lat = g[LATENCY].to_numpy(np.float64)
         if not np.all(np.isfinite(lat) & (lat > 0)):
-            raise ValueError(f"profiling table, device {name!r}: latency_ms must be finite and > 0 on every row")
+            raise UserError(f"{source}, device {name!r}: latency_ms must be finite and > 0 on every row")
         anchor_values = {LATENCY: by_arch.loc[anchors, LATENCY].to_numpy(np.float64)}
         values = {LATENCY: lat}
         if ENERGY in metrics:
@@ -496,6 +520,24 @@ def measurements_from_profile(
             DeviceMeasurements(str(name), genotypes, values, anchor_values, "test" if name in test_devices else "train")
         )
     return out
+
+
+def _unique_measurements(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``df`` with one row per (device, arch): identical repeats dropped (warning), differing ones refused."""
+    exact = df.duplicated(keep="first")
+    if exact.any():
+        log.warning("%s: ignoring %d exact duplicate row(s)", source, int(exact.sum()))
+        df = df[~exact]
+    twice = df.duplicated(["device", "arch"], keep=False)
+    if twice.any():
+        device, arch = df.loc[twice, ["device", "arch"]].iloc[0]
+        same = df[(df["device"] == device) & (df["arch"] == arch)]
+        values = ", ".join(f"{v:g}" for v in same[LATENCY])
+        raise UserError(
+            f"{source}: device {device!r} arch {arch!r} is measured {len(same)} times with different values "
+            f"(latency_ms {values}); keep one row per (device, arch)"
+        )
+    return df
 
 
 # ---- splits -------------------------------------------------------------------------------------------------
@@ -523,9 +565,7 @@ class ArchSplit:
 
 def arch_keys(space: SearchSpace, genotypes: np.ndarray) -> np.ndarray:
     """(N,) int64 ``space.index`` of each genotype row (vectorised base-K)."""
-    g = np.asarray(genotypes, dtype=np.int64)
-    powers = space.num_ops ** np.arange(space.num_edges - 1, -1, -1, dtype=np.int64)
-    return g @ powers
+    return space.index_batch(genotypes)
 
 
 def split_architectures(

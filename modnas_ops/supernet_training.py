@@ -21,12 +21,12 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_torch_save
-from .spaces import Genotype, SearchSpace, get_search_space
-from .supernet import Supernet
+from .errors import UserError
+from .spaces import Genotype, get_search_space
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class PretrainConfig:
 
 @torch.no_grad()
 def valid_error(
-    supernet: Supernet, genotypes: Sequence[Genotype], x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+    supernet: nn.Module, genotypes: Sequence[Genotype], x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
 ) -> np.ndarray:
     """(R,) error in percent of each genotype on (x, y) under the shared weights, with batch-statistics BN;
     the supernet's BN running statistics and train/eval mode are restored afterwards."""
@@ -76,7 +76,7 @@ def valid_error(
 
 
 def pretrain_supernet(
-    supernet: Supernet,
+    supernet: nn.Module,
     train: Any,
     valid: Any,
     cfg: PretrainConfig,
@@ -129,49 +129,50 @@ def pretrain_supernet(
     return history
 
 
-def save_supernet(supernet: Supernet, path: str | Path) -> Path:
-    """Atomic ``torch.save`` of the supernet's constructor arguments and weights."""
+def save_supernet(supernet: nn.Module, path: str | Path) -> Path:
+    """Atomic ``torch.save`` of the supernet's space, the arguments that rebuild it
+    (``space.build_supernet(**build_args)``) and its weights."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT_VERSION,
         "space": supernet.space.name,
-        "hparams": {
-            "C": supernet.C,
-            "N": supernet.N,
-            "in_channels": supernet.in_channels,
-            "num_classes": supernet.num_classes,
-            "affine": supernet.affine,
-        },
+        "build_args": dict(supernet.build_args),
         "state_dict": {k: v.detach().cpu() for k, v in supernet.state_dict().items()},
     }
     atomic_torch_save(payload, p)
     return p
 
 
-def load_supernet(path: str | Path, map_location: str | torch.device = "cpu") -> Supernet:
-    """Inverse of :func:`save_supernet` (``weights_only=True``)."""
+def load_supernet(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Inverse of :func:`save_supernet` (``weights_only=True``); a file that is not a supernet of this format
+    is a :class:`UserError` naming it."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such supernet file")
-    payload = torch.load(p, map_location=map_location, weights_only=True)
+        raise UserError(f"{p}: no such supernet file")
+    try:
+        payload = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # UnpicklingError, EOFError, RuntimeError of a corrupt zip ...
+        raise UserError(f"{p}: not a readable supernet file ({type(e).__name__})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{p}: not a supernet file of format {FORMAT_VERSION}")
-    net = Supernet(get_search_space(payload["space"]), **payload["hparams"])
-    net.load_state_dict(payload["state_dict"])
+        raise UserError(f"{p}: not a supernet file of format {FORMAT_VERSION}")
+    space = get_search_space(payload["space"])
+    net = space.build_supernet(**payload["build_args"])
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"{p}: weights do not fit its {space.name} supernet: {str(e).splitlines()[0]}") from e
     return net.to(map_location)
 
 
-def check_compatible(
-    net: Supernet, space: SearchSpace, C: int, N: int, in_channels: int, num_classes: int
-) -> None:
-    """ValueError naming the first mismatch between a loaded supernet and the wanted one."""
-    want = {"space": space.name, "C": C, "N": N, "in_channels": in_channels, "num_classes": num_classes}
-    have = {"space": net.space.name, "C": net.C, "N": net.N, "in_channels": net.in_channels,
-            "num_classes": net.num_classes}  # fmt: skip
-    for k, v in want.items():
-        if have[k] != v:
-            raise ValueError(f"pretrained supernet has {k}={have[k]}, the search needs {k}={v}")
+def check_compatible(net: nn.Module, space_name: str, build_args: dict[str, Any]) -> None:
+    """UserError naming the first mismatch between a loaded supernet and the one a search builds."""
+    if net.space.name != space_name:
+        raise UserError(f"pretrained supernet is of space {net.space.name!r}, the search needs {space_name!r}")
+    have = dict(net.build_args)
+    for k, v in build_args.items():
+        if have.get(k) != v:
+            raise UserError(f"pretrained supernet has {k}={have.get(k)}, the search needs {k}={v}")
 
 
 __all__ = [

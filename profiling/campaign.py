@@ -13,7 +13,14 @@ Work is done in chunks of ``chunk_size`` architectures: for each chunk and each 
 (arch, device) pairs are timed interleaved in one process (see ``latency``) and their rows appended to the
 CSV with one ``write`` + ``fsync``. A re-run skips pairs already in the table (same host and network); a torn
 last line from a killed run (no trailing newline) is dropped by an atomic rewrite before work starts. The
-header is written atomically (tmp + ``os.replace``).
+header is written atomically (tmp + ``os.replace``); files get the umask's mode (a rewrite keeps the file's).
+
+One writer at a time: every change of a table (header, repair, append) and the measurement of each chunk run
+under an exclusive ``flock`` on the sidecar ``<table>.lock`` (left in place: deleting it would race). Under
+the lock a campaign re-reads the keys in the table, measures only the chunk's pairs still missing and appends
+them, so two campaigns on one file (same host) take turns chunk by chunk, never measure at the same time, and
+end with exactly the union of their pairs, none twice. A table holding one key twice is refused with the key
+named (:func:`read_table`), unless the rows are identical: then one is kept, with a warning.
 
 Table: :data:`COLUMNS`, one row per (host, network, device, arch). ``latency_ms`` (median), ``_p90``,
 ``_iqr``, ``_mean`` are ms per call of one batch; ``latency_cv`` = std/mean of all timed calls;
@@ -25,7 +32,10 @@ Tables of several hosts concatenate (:func:`concat_tables`); a device is identif
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import gzip
 import io
 import logging
 import math
@@ -33,6 +43,7 @@ import os
 import platform
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,6 +55,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from modnas_ops.atomic import new_file_mode
+from modnas_ops.errors import UserError
 from modnas_ops.spaces import Genotype, SearchSpace, get_search_space
 
 from .config import CampaignConfig
@@ -84,7 +97,7 @@ KEY = ("host", "network", "device", "arch")
 NetworkBuilder = Callable[[SearchSpace, Genotype, "CampaignConfig"], nn.Module]
 
 
-class TableError(ValueError):
+class TableError(UserError):
     """A profiling table that cannot be read, written or combined."""
 
 
@@ -158,16 +171,13 @@ def select_architectures(
 
 
 def default_network_builder(space: SearchSpace, genotype: Genotype, config: CampaignConfig) -> nn.Module:
-    from modnas_ops.supernet import create_network
-
-    return create_network(space, genotype, C=config.C, N=config.N, in_channels=config.in_channels,
-                          num_classes=config.num_classes)  # fmt: skip
+    return space.build_network(genotype, config.input_shape, config.num_classes, C=config.C, N=config.N)
 
 
-def _network_stats(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
-    from modnas_ops.supernet import count_flops, count_params
+def _network_stats(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
+    from modnas_ops.netcost import count_flops, count_params
 
-    return count_params(model), count_flops(model, (1, *input_shape))
+    return count_params(model), count_flops(model, example)
 
 
 # ---- the table ---------------------------------------------------------------------------------------------
@@ -192,12 +202,14 @@ def _csv_text(rows: Iterable[dict[str, Any]], columns: Sequence[str], header: bo
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    mode = new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -250,17 +262,59 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     if text and not text.endswith("\n"):
         log.warning("profiling table %s: ignoring a torn last line (interrupted write)", p)
         text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        raise TableError(f"profiling table {p} is empty (no header line)")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise TableError(f"profiling table {p} lacks columns: {', '.join(missing)}")
-    rows = []
+        raise TableError(
+            f"profiling table {p} lacks columns: {', '.join(missing)} (its header: {_preview(header)})"
+        )
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
     for i, raw in enumerate(reader, start=2):
         if None in raw or any(v is None for v in raw.values()):
             raise TableError(f"profiling table {p} line {i}: expected {len(header)} fields")
         rows.append(_parse_row(raw, f"profiling table {p} line {i}"))
-    return rows
+        lines.append(i)
+    return _drop_exact_duplicates(rows, lines, f"profiling table {p}")
+
+
+def _preview(header: Sequence[str], n: int = 6) -> str:
+    shown = ", ".join(header[:n])
+    return shown + (f", ... ({len(header)} columns)" if len(header) > n else "")
+
+
+def _key_text(row: dict[str, Any]) -> str:
+    return ", ".join(f"{c}={row.get(c)!s}" for c in KEY)
+
+
+def _drop_exact_duplicates(rows: list[dict[str, Any]], lines: Sequence[int], where: str) -> list[dict[str, Any]]:
+    """Rows with distinct keys (:data:`KEY`): a repeat identical to the first row of its key is dropped with one
+    warning for the table; a repeat that differs (another measurement of the same pair) is a ``TableError``."""
+    first: dict[tuple[Any, ...], tuple[dict[str, Any], int]] = {}
+    out: list[dict[str, Any]] = []
+    dropped: list[int] = []
+    for row, line in zip(rows, lines, strict=True):
+        key = tuple(row.get(c) for c in KEY)
+        if key not in first:
+            first[key] = (row, line)
+            out.append(row)
+            continue
+        kept, kept_line = first[key]
+        if row == kept:
+            dropped.append(line)
+            continue
+        diff = next(c for c in (*COLUMNS, *row) if row.get(c) != kept.get(c))
+        raise TableError(
+            f"{where} lines {kept_line} and {line}: two measurements of {_key_text(row)} "
+            f"({diff} {kept.get(diff)!r} vs {row.get(diff)!r}); keep one of them"
+        )
+    if dropped:
+        log.warning("%s: ignoring %d exact duplicate row(s) (lines %s)", where, len(dropped),
+                    ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else ""))  # fmt: skip
+    return out
 
 
 load_profile_table = read_table
@@ -283,28 +337,62 @@ def concat_tables(tables: Sequence[str | Path | Sequence[dict[str, Any]]]) -> li
 
 
 class TableWriter:
-    """Append-only CSV with an atomic header, fsync per batch, and recovery of a torn last line."""
+    """Append-only CSV with an atomic header, fsync per batch, recovery of a torn last line, and one writer at a
+    time: every change runs under an exclusive ``flock`` on ``<table>.lock`` (:meth:`lock`)."""
 
     def __init__(self, path: str | Path, columns: Sequence[str] = COLUMNS) -> None:
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.columns = tuple(columns)
-        self._open()
+        self._lock_fd: int | None = None
+        self._depth = 0
+        with self.lock():
+            self._open()
 
-    def _open(self) -> None:
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the table's exclusive lock (re-entrant within this writer); waits, saying so, while another
+        process holds it. The lock dies with its process, so a killed campaign never leaves the table locked."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         p = self.path
         try:
             if p.is_dir():
                 raise TableError(f"profiling table {p} is a directory")
             p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise TableError(f"cannot write profiling table {p}: {e.strerror or e}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("profiling table %s: another campaign is writing it; waiting for %s", p, self.lock_path)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd, self._depth = fd, 1
+            try:
+                yield
+            finally:
+                self._lock_fd, self._depth = None, 0
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _open(self) -> None:
+        p = self.path
+        try:
             if not p.exists() or p.stat().st_size == 0:
                 _atomic_write_text(p, _csv_text([], self.columns, header=True))
                 return
             os.close(os.open(p, os.O_WRONLY | os.O_APPEND))  # writable? (raises PermissionError if not)
-            text = _read_text(p)
-            if not text.endswith("\n"):
-                cut = text.rfind("\n") + 1
-                log.warning("profiling table %s: dropping a torn last line left by an interrupted run", p)
-                _atomic_write_text(p, text[:cut] if cut else _csv_text([], self.columns, header=True))
+            if _is_gzip(p):
+                raise TableError(f"profiling table {p} is gzip-compressed; a campaign appends to a plain CSV file")
+            text = self._repair()
         except OSError as e:
             raise TableError(f"cannot write profiling table {p}: {e.strerror or e}") from None
         header = next(csv.reader([text.split("\n", 1)[0]]), [])
@@ -313,20 +401,64 @@ class TableWriter:
                 f"profiling table {p} has other columns than this version writes; use a new output"
             )
 
+    def _repair(self) -> str:
+        """The table's text after dropping a torn last line (atomic rewrite); call under the lock."""
+        p = self.path
+        text = _read_text(p)
+        if text and not text.endswith("\n"):
+            cut = text.rfind("\n") + 1
+            log.warning("profiling table %s: dropping a torn last line left by an interrupted run", p)
+            text = text[:cut] if cut else _csv_text([], self.columns, header=True)
+            _atomic_write_text(p, text)
+        return text
+
     def rows(self) -> list[dict[str, Any]]:
         return read_table(self.path)
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        """All rows in one write, then fsync."""
+    def keys(self) -> set[tuple[Any, ...]]:
+        """:data:`KEY` tuples of the rows now in the table (hold :meth:`lock` for them to stay current)."""
+        return {tuple(r[c] for c in KEY) for r in self.rows()}
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Under the lock: re-read the table's keys, append the rows whose key is not there yet in one write,
+        fsync. Returns how many were written. A failed write (e.g. disk full) is cut back off the table and
+        raised as one ``TableError`` line naming the table."""
         if not rows:
-            return
-        data = _csv_text(rows, self.columns, header=False).encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            return 0
+        with self.lock():
+            try:
+                self._repair()
+            except OSError as e:
+                raise TableError(f"cannot write profiling table {self.path}: {e.strerror or e}") from None
+            present = self.keys()
+            new = [r for r in rows if tuple(r.get(c) for c in KEY) not in present]
+            if len(new) < len(rows):
+                log.warning("profiling table %s: %d of %d rows already written by another campaign; not "
+                            "appended again", self.path, len(rows) - len(new), len(rows))  # fmt: skip
+            if new:
+                self._write(_csv_text(new, self.columns, header=False).encode())
+            return len(new)
+
+    def _write(self, data: bytes) -> None:
+        p = self.path
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+        except OSError as e:
+            raise TableError(f"cannot write profiling table {p}: {e.strerror or e}") from None
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)  # no half batch left behind for the next append to run into
+                raise TableError(
+                    f"cannot append {data.count(NL)} rows to profiling table {p}: {e.strerror or e}; the rows "
+                    "measured before are kept, re-run to resume"
+                ) from None
         finally:
             os.close(fd)
 
@@ -378,7 +510,10 @@ def run_campaign(
 ) -> CampaignResult:
     """Profile the selected architectures on every device config, appending to ``config.output``.
 
-    Device configs and the output path are checked before any work.
+    Device configs and the output path are checked before any work. Each chunk is measured and appended under
+    the table's lock, after re-reading which of its pairs the table holds by then (another campaign on the same
+    file may have measured them meanwhile): ``new_rows`` counts the rows this run wrote, ``skipped`` the
+    pairs it found in the table.
     """
     t_start = time.perf_counter()
     space = get_search_space(config.space)
@@ -387,17 +522,19 @@ def run_campaign(
         d.check_available()
     writer = TableWriter(config.output)
     host = platform.node()
-    done = {
-        (r["device"], r["arch"]) for r in writer.rows() if (r["host"], r["network"]) == (host, config.network)
-    }
     archs = select_architectures(
         space, config.num_archs, config.seed, config.stratified_fraction, config.anchors
     )
-    pending = {d.name: {a for a in archs if (d.name, a.arch) not in done} for d in devices}
-    total = sum(len(v) for v in pending.values())
-    skipped = len(archs) * len(devices) - total
-    if skipped:
-        log.info("%s: %d (arch, device) pairs already profiled, %d to go", config.output, skipped, total)
+
+    def missing(chunk: Sequence[ArchSpec]) -> dict[DeviceConfig, list[ArchSpec]]:
+        done = writer.keys()
+        todo = {d: [a for a in chunk if (host, config.network, d.name, a.arch) not in done] for d in devices}
+        return {d: specs for d, specs in todo.items() if specs}
+
+    total = sum(len(specs) for specs in missing(archs).values())
+    pairs = len(archs) * len(devices)
+    if pairs > total:
+        log.info("%s: %d (arch, device) pairs already profiled, %d to go", config.output, pairs - total, total)
     run = _Run(
         config=config,
         space=space,
@@ -416,15 +553,17 @@ def run_campaign(
     try:
         with tqdm(total=total, desc="profiling", unit="pair", disable=not progress) as bar:
             for chunk in _chunks(archs, config.chunk_size):
-                todo = {d: [a for a in chunk if a in pending[d.name]] for d in devices}
-                run.profile_chunk({d: specs for d, specs in todo.items() if specs}, bar)
+                with writer.lock():  # measure while no other campaign does; append what is still missing
+                    run.profile_chunk(missing(chunk), bar)
     finally:
         torch.set_num_threads(threads)
+    if run.new_rows < total:
+        log.info("%s: %d pairs were measured by another campaign meanwhile", config.output, total - run.new_rows)
     return CampaignResult(
         path=Path(config.output),
         rows=writer.rows(),
         new_rows=run.new_rows,
-        skipped=skipped,
+        skipped=pairs - run.new_rows,
         devices=run.summaries,
         seconds=time.perf_counter() - t_start,
     )
@@ -468,7 +607,7 @@ class _Run:
                 torch.manual_seed(cfg.seed + self.space.index(a.genotype))
                 model = self.build(self.space, a.genotype, cfg).eval()
             candidates[arch] = Candidate(arch, model, cfg.input_shape, exporter=cfg.exporter)
-            stats[arch] = _network_stats(model, cfg.input_shape)
+            stats[arch] = _network_stats(model, self.space.example_input(cfg.input_shape))
         build_share = (time.perf_counter() - t0) / len(todo)
         for d, specs in todo.items():
             t1 = time.perf_counter()
@@ -482,10 +621,10 @@ class _Run:
                 self.row(a, d, s, e, stats[a.arch], stamp, source)
                 for a, s, e in zip(specs, lat, energy, strict=True)
             ]
-            self.writer.append(rows)
-            self.new_rows += len(rows)
+            written = self.writer.append(rows)  # == len(rows): the chunk was chosen under the same lock
+            self.new_rows += written
             summary = self.summaries[d.name]
-            summary.profiled += len(rows)
+            summary.profiled += written
             summary.seconds += time.perf_counter() - t1 + build_share
             summary.cvs.extend(s.cv for s in lat)
             summary.split_cvs.extend(s.split_cv for s in lat)
@@ -536,6 +675,24 @@ class _Run:
         }
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+NL = b"\n"
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 def _read_text(path: Path) -> str:
-    with open(path, newline="") as f:
-        return f.read()
+    """The table's text; a gzip-compressed table (e.g. an archived ``.csv.gz``) is decompressed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if data.startswith(GZIP_MAGIC):
+            data = gzip.decompress(data)
+        return data.decode("utf-8")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise TableError(f"profiling table {path}: corrupt gzip data ({e})") from None
+    except UnicodeDecodeError as e:
+        raise TableError(f"profiling table {path}: not a UTF-8 text CSV (byte {e.start}: {e.reason})") from None

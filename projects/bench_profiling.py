@@ -67,7 +67,6 @@ def _exporters(n: int) -> None:
     import torch
 
     from modnas_ops.spaces import get_search_space
-    from modnas_ops.supernet import create_network
     from profiling.export import EXPORTERS, assert_matches_torch, export_onnx
     from profiling.latency import DeviceConfig, get_runtime, time_runners
 
@@ -83,7 +82,7 @@ def _exporters(n: int) -> None:
         for batch in (1, 32):
             times, sizes, errs = [], [], []
             for g in genotypes:
-                model = create_network(space, g, C=8, N=1, in_channels=1, num_classes=10).eval()
+                model = space.build_network(g, (1, 8, 8), 10, C=8, N=1).eval()
                 x = torch.randn(batch, 1, 8, 8)
                 t0 = time.perf_counter()
                 payload = export_onnx(model, x, exporter=name)

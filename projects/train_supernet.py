@@ -2,8 +2,8 @@
 
     python -m projects.train_supernet [--config YAML] [--set key=value ...]
 
-Trains ``Supernet(space, C, N)`` on the dataset's train split (one uniformly drawn architecture per step,
-exact one-hot op weights), logs per epoch ``train_loss`` and the mean / best valid error of fixed random
+Trains ``space.build_supernet(input_shape, num_classes, C=C, N=N)`` on the dataset's train split (one
+uniformly drawn architecture per step, exact one-hot op weights), logs per epoch ``train_loss`` and the mean / best valid error of fixed
 architectures, and saves the supernet (``supernet/supernet.pt``); a search starts from it with
 ``--set search.supernet.init_weights=<file>``. Bad input: one line on stderr, exit code 2, run FAILED.
 """
@@ -54,7 +54,6 @@ def _main(argv: Sequence[str] | None) -> int:
     from modnas_ops import tracking
     from modnas_ops.data import get_dataset
     from modnas_ops.spaces import get_search_space
-    from modnas_ops.supernet import Supernet
     from modnas_ops.supernet_training import pretrain_supernet, save_supernet
 
     torch.set_num_threads(cfg.threads)
@@ -62,7 +61,7 @@ def _main(argv: Sequence[str] | None) -> int:
     data = get_dataset(cfg.dataset, seed=cfg.pretrain.seed, root=cfg.data_root or None)
     with tracking.start_run(cfg.run_name, cfg, experiment=cfg.experiment) as run:
         torch.manual_seed(cfg.pretrain.seed)
-        net = Supernet(space, C=cfg.C, N=cfg.N, in_channels=data.input_shape[0], num_classes=data.num_classes)
+        net = space.build_supernet(data.input_shape, data.num_classes, C=cfg.C, N=cfg.N)
         net = net.to(torch.device(cfg.device))
 
         def on_epoch(epoch: int, m: dict[str, float]) -> None:

@@ -232,7 +232,7 @@ def test_a_saturated_edge_gets_no_gradient() -> None:
 
 
 def test_weight_step_trains_the_supernet_only() -> None:
-    from modnas_ops.supernet import Supernet
+    from modnas_ops.spaces.nb201.supernet import Supernet
 
     arch = _architect()
     torch.manual_seed(0)

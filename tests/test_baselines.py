@@ -22,7 +22,7 @@ from modnas_ops.baselines import (
     sample_new,
 )
 from modnas_ops.pareto import Normaliser, pareto_mask
-from modnas_ops.spaces import Genotype, SearchSpace
+from modnas_ops.spaces import Decision, Genotype, SearchSpace
 
 
 class ToySpace(SearchSpace):
@@ -31,8 +31,7 @@ class ToySpace(SearchSpace):
     name = "toy"
 
     def __init__(self, num_edges: int, num_ops: int) -> None:
-        self.edges = tuple(f"e{i}" for i in range(num_edges))
-        self.ops = tuple(f"op{k}" for k in range(num_ops))
+        self.decisions = tuple(Decision(f"e{i}", tuple(f"op{k}" for k in range(num_ops))) for i in range(num_edges))
 
     def to_string(self, genotype: Sequence[int]) -> str:
         return "-".join(map(str, self.validate(genotype)))
@@ -278,7 +277,7 @@ def test_table_evaluator_reads_the_nb201_table(nb201_table_path) -> None:
     ev = TableEvaluator(table, device)
     assert ev.objective_names == ("error", "latency_ms")
     rows = [0, 1234, 15624]
-    genotypes = [table.space.from_nb201_index(i) for i in rows]
+    genotypes = [table.space.from_benchmark_index(i) for i in rows]
     expected = np.stack([table.error()[rows], table.latency(device)[rows]], axis=1)
     np.testing.assert_array_equal(ev.evaluate(genotypes), expected)
     assert ev.true_hypervolume() == pytest.approx(true_front(table, device).hv)

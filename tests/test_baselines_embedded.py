@@ -17,7 +17,7 @@ from modnas_ops.baselines import MeasuredEvaluator, MemoisedEvaluator
 from modnas_ops.baselines.supernet_error import SupernetValidError, train_supernet_uniform
 from modnas_ops.data import load_digits_splits
 from modnas_ops.spaces import get_search_space
-from modnas_ops.supernet import Supernet
+from modnas_ops.spaces.nb201.supernet import Supernet
 
 ENTRY = Path(__file__).resolve().parents[1] / "projects" / "baselines.py"
 

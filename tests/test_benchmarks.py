@@ -38,7 +38,7 @@ def write_fake_table(directory: Path, edit: Edit | None = None, name: str = "tab
     rows = [
         [
             str(i),
-            space.to_string(space.from_nb201_index(i)),
+            space.to_string(space.from_benchmark_index(i)),
             repr(100.0 - FAKE_ERROR[i]),
             repr(50.0 - i),
             repr(FAKE_LAT_A[i]),
@@ -65,8 +65,8 @@ def test_fake_table_loads(tmp_path):
     table = load_table(write_fake_table(tmp_path))
     assert isinstance(table, BenchmarkTable) and len(table) == 12
     space = get_search_space("nb201")
-    assert table.genotypes.shape == (12, space.num_edges)
-    assert [tuple(g) for g in table.genotypes] == [space.from_nb201_index(i) for i in range(12)]
+    assert table.genotypes.shape == (12, space.num_decisions)
+    assert [tuple(g) for g in table.genotypes] == [space.from_benchmark_index(i) for i in range(12)]
     assert table.devices == ("dev_a", "dev_b") and table.train_devices == ("dev_a",)
     assert table.datasets == ("cifar10", "cifar100")
     np.testing.assert_allclose(table.error(), FAKE_ERROR)
@@ -83,9 +83,9 @@ def test_fake_table_loads(tmp_path):
 def test_indices_of_genotypes(tmp_path):
     table = load_table(write_fake_table(tmp_path))
     space = get_search_space("nb201")
-    assert table.indices_of([space.from_nb201_index(i) for i in (5, 0, 11)]).tolist() == [5, 0, 11]
+    assert table.indices_of([space.from_benchmark_index(i) for i in (5, 0, 11)]).tolist() == [5, 0, 11]
     with pytest.raises(ValueError, match="has no row"):
-        table.indices_of([space.from_nb201_index(12)])
+        table.indices_of([space.from_benchmark_index(12)])
 
 
 def test_unknown_device_and_dataset_list_known_ones(tmp_path):
@@ -275,8 +275,8 @@ def test_real_table_shape_and_devices(real_table, nb201_table_path):
     assert real_table.anchor_indices == NB201_ANCHOR_INDICES
     rng = np.random.default_rng(0)
     for i in rng.integers(0, len(real_table), size=50):
-        assert tuple(real_table.genotypes[i]) == space.from_nb201_index(int(i))
-        assert real_table.archs[i] == space.to_string(space.from_nb201_index(int(i)))
+        assert tuple(real_table.genotypes[i]) == space.from_benchmark_index(int(i))
+        assert real_table.archs[i] == space.to_string(space.from_benchmark_index(int(i)))
     assert load_table(nb201_table_path.parent) is real_table  # directory form, cached
     for device in real_table.devices:
         emb = real_table.device_embedding(device)

@@ -116,12 +116,12 @@ def test_predict_matches_direct_argmax_and_denormalised_predictions() -> None:
     r = torch.as_tensor(prefs / prefs.sum(axis=1, keepdims=True), dtype=torch.float32)
     with torch.no_grad():
         idx = hyper.eval()(r, emb).argmax(-1)  # (N, E)
-        y = pred(nn.functional.one_hot(idx, SPACE.num_ops).float(), emb)[:, 0].double().numpy()  # (N,)
+        y = pred(nn.functional.one_hot(idx, SPACE.max_choices).float(), emb)[:, 0].double().numpy()  # (N,)
     genotypes = [tuple(row) for row in idx.tolist()]
     assert list(out["arch"]) == [SPACE.to_string(g) for g in genotypes]
     assert all(SPACE.to_string(SPACE.from_string(a)) == a for a in out["arch"])
     assert len(set(out["arch"])) > 2  # the test sees several different archs
-    assert list(out["nb201_index"]) == [SPACE.nb201_index(g) for g in genotypes]
+    assert list(out["nb201_index"]) == [SPACE.benchmark_index(g) for g in genotypes]
     want_ms = lat.min(axis=1) + y * (lat.max(axis=1) - lat.min(axis=1))
     np.testing.assert_allclose(out["pred_latency_ms"].to_numpy(), want_ms, rtol=1e-6)
     want_err = np.asarray(errors, dtype=np.float32)[[SPACE.index(g) for g in genotypes]]
@@ -284,12 +284,12 @@ def test_register_architectures_logs_onnx_that_matches_torch(mlflow_uri: str) ->
 
     from modnas_ops import tracking
     from modnas_ops.generator import register_architectures
-    from modnas_ops.supernet import SubNetwork, Supernet
+    from modnas_ops.spaces.nb201.supernet import SubNetwork
     from profiling.export import export_onnx
 
-    kwargs = {"C": 4, "N": 1, "in_channels": 1, "num_classes": 3}
+    kwargs = {"C": 4, "N": 1, "num_classes": 3}
     torch.manual_seed(0)
-    supernet = Supernet(SPACE, **kwargs).eval()
+    supernet = SPACE.build_supernet((1, 8, 8), **kwargs).eval()
     a, b = SPACE.to_string((3, 1, 2, 4, 0, 3)), SPACE.to_string((1, 1, 0, 3, 2, 1))
     rows = pd.DataFrame(
         [
@@ -316,7 +316,7 @@ def test_register_architectures_logs_onnx_that_matches_torch(mlflow_uri: str) ->
     assert mv.tags["device"] == "dev-a" and mv.tags["arch"] == a
     assert json.loads(mv.tags["preference"]) == [[0.2, 0.8], [0.3, 0.7]]
     assert json.loads(mv.tags["objectives"]) == {"error": 10.0, "latency_ms": 2.0}
-    assert mv.tags["nb201_index"] == str(SPACE.nb201_index(SPACE.from_string(a)))
+    assert mv.tags["nb201_index"] == str(SPACE.benchmark_index(SPACE.from_string(a)))
 
     x = torch.randn(2, 1, 8, 8)
     onnx_model = mlflow.pyfunc.load_model("models:/modnas-architectures@candidate-gpu-0-x")

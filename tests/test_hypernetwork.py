@@ -38,7 +38,7 @@ def test_shape_and_near_uniform_start(kind: str, m: int) -> None:
     out = h(_dirichlet(7, m), torch.rand(7, 10))
     assert out.shape == (7, *space.shape)
     probs = torch.softmax(out, -1)
-    torch.testing.assert_close(probs, torch.full_like(probs, 1 / space.num_ops), atol=0.01, rtol=0)
+    torch.testing.assert_close(probs, torch.full_like(probs, 1 / space.max_choices), atol=0.01, rtol=0)
     assert out.abs().max() > 0  # small noise, not exactly constant
 
 
@@ -88,7 +88,7 @@ def test_learns_a_preference_dependent_architecture(kind: str) -> None:
 
     def target(r: torch.Tensor) -> torch.Tensor:
         op = torch.where(r[:, 0] < 1 / 3, 0, torch.where(r[:, 0] < 2 / 3, 2, 4))
-        return op[:, None].expand(-1, space.num_edges)
+        return op[:, None].expand(-1, space.num_decisions)
 
     for step in range(300):
         r = _dirichlet(64, 2, seed=step)

@@ -19,13 +19,13 @@ from modnas_ops.predictor import (
     anchor_columns,
     arch_keys,
     available_predictor_nets,
-    cell_line_graph,
     denormalise,
     evaluate_predictor,
     fit_meta_predictor,
     load_pyfunc,
     measurements_from_profile,
     normalise,
+    normalised_adjacency,
     predict_latency_ms,
     split_architectures,
 )
@@ -141,8 +141,8 @@ def test_constructor_validation() -> None:
         MetaPredictor("nope")
 
 
-def test_cell_line_graph_connects_consecutive_edges() -> None:
-    a = cell_line_graph(SPACE)  # node 0 = input, 1..6 = edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2, 7 = output
+def test_nb201_decision_graph_connects_consecutive_edges() -> None:
+    a = normalised_adjacency(SPACE)  # node 0 = input, 1..6 = edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2, 7 = output
     assert a.shape == (E + 2, E + 2)
     np.testing.assert_allclose(a, a.T)
     nz = a > 0

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from modnas_ops.spaces import get_search_space
-from modnas_ops.supernet import create_network
+from modnas_ops.spaces.nb201.supernet import create_network
 from profiling.export import (
     EXPORTERS,
     OPSET,

@@ -13,6 +13,7 @@ from torch import nn
 
 from modnas_ops.benchmarks import MODNAS_MAX_ERROR, BenchmarkTable, evaluate_front, modnas_table_normaliser, true_front
 from modnas_ops.config import load_config
+from modnas_ops.errors import UserError
 from modnas_ops.pareto import preference_rays
 from modnas_ops.search import SearchConfig, available_modes, config_fingerprint, run_search
 from modnas_ops.spaces import get_search_space
@@ -35,9 +36,7 @@ DEVICES = {"dev_a": 0, "dev_b": 1, "dev_c": 2, "dev_test": 3}
 def world() -> tuple[BenchmarkTable, dict[str, np.ndarray]]:
     """A synthetic NB201 table: error additive in the ops (convs help, 'none' hurts; the all-'none' cell at
     90 %), latency additive with per-device op costs."""
-    genotypes = np.asarray(
-        [SPACE.from_nb201_index(i) for i in range(SPACE.num_architectures)], dtype=np.int64
-    )
+    genotypes = np.asarray([SPACE.from_benchmark_index(i) for i in range(SPACE.num_architectures)], dtype=np.int64)
     onehot = SPACE.one_hot_batch([tuple(g) for g in genotypes]).reshape(len(genotypes), -1)
     gain = np.array([-4.0, 0.5, 1.5, 2.5, 1.0])[None, :] * np.linspace(1.0, 2.0, E)[:, None]  # (E, K)
     err = np.clip(30.0 - onehot @ gain.reshape(-1), 5.0, 90.0)
@@ -53,7 +52,7 @@ def world() -> tuple[BenchmarkTable, dict[str, np.ndarray]]:
         latency_ms=latency,
         train_devices=("dev_a", "dev_b", "dev_c"),
         test_devices=("dev_test",),
-        anchor_indices=tuple(SPACE.nb201_index(g) for g in SPACE.anchors()),
+        anchor_indices=tuple(SPACE.benchmark_index(g) for g in SPACE.anchors()),
     )
     return table, costs
 
@@ -135,10 +134,7 @@ def test_benchmark_mode_beats_random_architectures(world, bench_result) -> None:
     rng = np.random.default_rng(0)
     for d in table.devices:
         random_ratio = np.mean(
-            [
-                evaluate_front(table, d, rng.choice(len(table), 24)).hv / true_front(table, d).hv
-                for _ in range(10)
-            ]
+            [evaluate_front(table, d, rng.choice(len(table), 24)).hv / true_front(table, d).hv for _ in range(10)]
         )
         assert res.metrics[f"hv_ratio/{d}"] > max(0.9, random_ratio + 0.05), d
 
@@ -156,7 +152,7 @@ def test_benchmark_fronts_hold_true_values(world, bench_result) -> None:
         np.testing.assert_allclose(g["true_latency_ms"], table.latency(d)[g["nb201_index"]])
         np.testing.assert_allclose(g[["pref_0", "pref_1"]].to_numpy(), preference_rays(24, 2))
         for arch, idx in zip(g["arch"], g["nb201_index"], strict=True):
-            assert SPACE.nb201_index(SPACE.from_string(arch)) == idx
+            assert SPACE.benchmark_index(SPACE.from_string(arch)) == idx
     assert set(f.loc[f["device"] == "dev_test", "split"]) == {"test"}
 
 
@@ -336,16 +332,15 @@ def test_pareto_relevant_ranks_by_best_front_over_devices() -> None:
 
 
 def test_dense_forward_matches_values_and_reaches_unselected_ops() -> None:
-    from modnas_ops.objectives import dense_forward
-    from modnas_ops.supernet import Supernet
+    from modnas_ops.spaces.nb201.supernet import Supernet
 
     torch.manual_seed(0)
     net = Supernet(SPACE, C=2, N=1, in_channels=1, num_classes=3).train()
     x = torch.randn(4, 1, 8, 8)
     g = (3, 2, 1, 3, 2, 3)  # every node reaches the output
     w = torch.tensor(SPACE.one_hot(g), requires_grad=True)
-    torch.testing.assert_close(dense_forward(net, x, w), net(x, w), rtol=0, atol=0)
-    dense_forward(net, x, w).square().sum().backward()
+    torch.testing.assert_close(net(x, w, dense=True), net(x, w), rtol=0, atol=0)
+    net(x, w, dense=True).square().sum().backward()
     unselected = torch.ones(E, K, dtype=torch.bool)
     unselected[torch.arange(E), torch.tensor(g)] = False
     unselected[:, 0] = False  # 'none' outputs zeros: its gradient is zero on any path
@@ -354,7 +349,7 @@ def test_dense_forward_matches_values_and_reaches_unselected_ops() -> None:
 
 def test_pretrain_supernet_save_load(tmp_path) -> None:
     from modnas_ops.data import load_digits_splits
-    from modnas_ops.supernet import Supernet
+    from modnas_ops.spaces.nb201.supernet import Supernet
     from modnas_ops.supernet_training import PretrainConfig, load_supernet, pretrain_supernet, save_supernet
 
     data = load_digits_splits(seed=0)
@@ -370,8 +365,22 @@ def test_pretrain_supernet_save_load(tmp_path) -> None:
     w = torch.tensor(SPACE.one_hot((3, 3, 3, 3, 3, 3)))
     net.eval(), net2.eval()
     torch.testing.assert_close(net2(x, w), net(x, w))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="missing.pt: no such supernet file"):
         load_supernet(tmp_path / "missing.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="corrupt.pt: not a readable supernet file"):
+        load_supernet(tmp_path / "corrupt.pt")
+    torch.save(
+        {
+            "format": 2,
+            "space": "nb201",
+            "build_args": {"input_shape": [1], "num_classes": 10, "C": 2},
+            "state_dict": {},
+        },
+        tmp_path / "foreign.pt",
+    )
+    with pytest.raises(UserError, match="foreign.pt: weights do not fit"):
+        load_supernet(tmp_path / "foreign.pt")
 
 
 def test_reference_normaliser_bounds_and_degenerate_objectives() -> None:

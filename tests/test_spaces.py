@@ -67,7 +67,7 @@ def test_nb201_canonical_string():
     g = space.from_string(s)
     assert g == (3, 3, 4, 1, 3, 1)
     assert space.to_string(g) == s
-    assert space.nb201_index(g) == 1  # row 1 of the published benchmark
+    assert space.benchmark_index(g) == 1  # row 1 of the published benchmark
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_nb201_bad_strings(bad, message):
 
 def test_nb201_validate_rejects_bad_genotypes():
     space = get_search_space("nb201")
-    with pytest.raises(ValueError, match="has 2 edges, expected 6"):
+    with pytest.raises(ValueError, match="has 2 decisions, expected 6"):
         space.validate((0, 1))
     with pytest.raises(ValueError, match="out of range"):
         space.validate((0, 1, 2, 3, 4, 5))
@@ -94,7 +94,7 @@ def test_nb201_validate_rejects_bad_genotypes():
 
 def test_nb201_index_is_a_permutation():
     space = get_search_space("nb201")
-    idx = {space.nb201_index(g) for g in space.all_genotypes()}
+    idx = {space.benchmark_index(g) for g in space.all_genotypes()}
     assert idx == set(range(15625))
 
 
@@ -107,13 +107,13 @@ def test_nb201_index_agrees_with_every_row_of_the_table(nb201_table_path):
     for r in rows:
         g = space.from_string(r["arch"])
         assert space.to_string(g) == r["arch"]
-        assert space.nb201_index(g) == int(r["index"])
-        assert space.from_nb201_index(int(r["index"])) == g
+        assert space.benchmark_index(g) == int(r["index"])
+        assert space.from_benchmark_index(int(r["index"])) == g
 
 
 def test_nb201_anchors_are_the_paper_indices():
     space = get_search_space("nb201")
-    assert [space.nb201_index(a) for a in space.anchors()] == list(NB201_ANCHOR_INDICES)
+    assert [space.benchmark_index(a) for a in space.anchors()] == list(NB201_ANCHOR_INDICES)
 
 
 def test_nb201_constant_output_cells():

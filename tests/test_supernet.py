@@ -6,16 +6,15 @@ import pytest
 import torch
 from torch import nn
 
+from modnas_ops.netcost import count_flops, count_params
 from modnas_ops.spaces import available_search_spaces, get_search_space
-from modnas_ops.supernet import (
+from modnas_ops.spaces.nb201.supernet import (
     ONE_HOT_ATOL,
     DiscreteCell,
     MixedCell,
     Supernet,
     Zero,
     cell_topology,
-    count_flops,
-    count_params,
     create_network,
     create_op,
     one_hot_selection,
@@ -59,7 +58,7 @@ def _genotypes(space, n=4, seed=0):
     none = space.ops.index("none")
     return [
         *space.anchors()[:2],
-        tuple([none] * space.num_edges),
+        tuple([none] * space.num_decisions),
         *(space.sample(rng) for _ in range(n)),
     ]
 
@@ -164,7 +163,7 @@ def test_one_hot_selection():
 
 def _count_calls(net: Supernet) -> dict[tuple[int, int], int]:
     """Forward-call counts of every op module, keyed by (edge, op); all cells together."""
-    calls = dict.fromkeys(itertools.product(range(net.space.num_edges), range(net.space.num_ops)), 0)
+    calls = dict.fromkeys(itertools.product(range(net.space.num_decisions), range(net.space.max_choices)), 0)
 
     def hook_for(key):
         def hook(module, inputs, output):
@@ -207,10 +206,10 @@ def test_gradient_reaches_op_weights(space):
         (grad,) = torch.autograd.grad(net(x, weights).square().sum(), logits)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     net.zero_grad()
-    soft_w = torch.full(space.shape, 1.0 / space.num_ops, requires_grad=True)
+    soft_w = torch.full(space.shape, 1.0 / space.max_choices, requires_grad=True)
     net(x, soft_w).sum().backward()
     none = space.ops.index("none")
-    others = [k for k in range(space.num_ops) if k != none]
+    others = [k for k in range(space.max_choices) if k != none]
     assert (soft_w.grad[:, none] == 0).all()  # zeros contribute nothing
     assert (soft_w.grad[:, others] != 0).all()
 
@@ -278,7 +277,7 @@ def test_discrete_cell_drops_dead_nodes_and_none_edges():
 def test_all_none_cell(space):
     net = _warmed_supernet(space)
     none = space.ops.index("none")
-    g = tuple([none] * space.num_edges)
+    g = tuple([none] * space.num_decisions)
     cell = net.stages[0][0]
     assert isinstance(cell, MixedCell)
     x = torch.randn(2, SMALL["C"], 8, 8)
@@ -317,12 +316,12 @@ def test_count_flops_difference_is_the_cell_convs(space):
     C, N, hw = 4, 2, 8
     conv3 = space.ops.index("nor_conv_3x3")
     none = space.ops.index("none")
-    full = create_network(space, [conv3] * space.num_edges, C=C, N=N, in_channels=1)
-    empty = create_network(space, [none] * space.num_edges, C=C, N=N, in_channels=1)
+    full = create_network(space, [conv3] * space.num_decisions, C=C, N=N, in_channels=1)
+    empty = create_network(space, [none] * space.num_decisions, C=C, N=N, in_channels=1)
     shape = (1, 1, hw, hw)
-    expected = sum(N * space.num_edges * (C * 2**s) ** 2 * 9 * (hw // 2**s) ** 2 for s in range(3))
+    expected = sum(N * space.num_decisions * (C * 2**s) ** 2 * 9 * (hw // 2**s) ** 2 for s in range(3))
     assert count_flops(full, shape) - count_flops(empty, shape) == expected
-    assert count_params(full) - count_params(empty) == N * space.num_edges * sum(
+    assert count_params(full) - count_params(empty) == N * space.num_decisions * sum(
         (C * 2**s) ** 2 * 9 + 2 * C * 2**s for s in range(3)
     )
 
@@ -343,6 +342,6 @@ def test_nb201_largest_network_matches_published_size():
     # NAS-Bench-201's README/API report {'flops': 220.11969, 'params': 1.531546} (millions) for the CIFAR-10
     # network with nor_conv_3x3 on every edge (C=16, N=5); its FLOP counter adds the classifier's 10 biases.
     space = get_search_space("nb201")
-    net = create_network(space, [space.ops.index("nor_conv_3x3")] * space.num_edges, C=16, N=5)
+    net = create_network(space, [space.ops.index("nor_conv_3x3")] * space.num_decisions, C=16, N=5)
     assert count_params(net) == 1_531_546
     assert count_flops(net, (1, 3, 32, 32)) + 10 == 220_119_690

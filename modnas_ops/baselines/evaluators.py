@@ -52,10 +52,8 @@ class TableEvaluator:
         self.num_objectives = self._F.shape[1]
         lat_names = ("latency_ms",) if len(devices) == 1 else tuple(f"latency_ms/{d}" for d in devices)
         self.objective_names = ("error", *lat_names)
-        E, K = self.space.shape
-        self._powers = K ** np.arange(E - 1, -1, -1, dtype=np.int64)  # (E,) base-K digits, edge 0 first
-        rows = np.full(K**E, -1, dtype=np.int64)
-        rows[np.asarray(table.genotypes, dtype=np.int64) @ self._powers] = np.arange(len(self._F))
+        rows = np.full(self.space.num_architectures, -1, dtype=np.int64)
+        rows[self.space.index_batch(table.genotypes)] = np.arange(len(self._F))
         self._rows = rows
 
     @property
@@ -64,8 +62,8 @@ class TableEvaluator:
 
     def rows(self, genotypes: Sequence[Genotype]) -> np.ndarray:
         """(n,) table rows (= NB201 indices) of ``genotypes``."""
-        G = np.asarray(genotypes, dtype=np.int64).reshape(len(genotypes), self.space.num_edges)  # (n, E)
-        rows = self._rows[G @ self._powers]
+        G = np.asarray(genotypes, dtype=np.int64).reshape(len(genotypes), self.space.num_decisions)  # (n, D)
+        rows = self._rows[self.space.index_batch(G)]
         if np.any(rows < 0):
             bad = tuple(int(x) for x in G[int(np.flatnonzero(rows < 0)[0])])
             raise ValueError(f"TableEvaluator: {self.space.to_string(bad)} is not in the table")

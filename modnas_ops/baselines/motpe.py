@@ -38,8 +38,10 @@ class MOTPE(Baseline):
 
     def search(self, space: SearchSpace, evaluator: BudgetedEvaluator, seed: int) -> None:
         rng = np.random.default_rng(seed)
-        keys = [f"edge_{e}" for e in range(space.num_edges)]
-        distributions = {k: CategoricalDistribution(list(range(space.num_ops))) for k in keys}
+        keys = [f"decision_{d}" for d in range(space.num_decisions)]
+        distributions = {
+            k: CategoricalDistribution(list(range(n))) for k, n in zip(keys, space.num_choices, strict=True)
+        }
         sampler = optuna.samplers.TPESampler(
             seed=seed,
             n_startup_trials=self.n_startup_trials,

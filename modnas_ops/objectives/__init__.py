@@ -10,7 +10,7 @@ from .base import (
     register_objective,
 )
 from .benchmark import BenchmarkObjective
-from .supernet import SupernetObjective, dense_forward, reference_normaliser
+from .supernet import SupernetObjective, reference_normaliser
 
 __all__ = [
     "ERROR",
@@ -21,7 +21,6 @@ __all__ = [
     "SupernetObjective",
     "available_modes",
     "create_objective",
-    "dense_forward",
     "reference_normaliser",
     "register_objective",
 ]

@@ -191,8 +191,8 @@ def front_rows(
         "ray": np.arange(len(genotypes)),
         "arch": [space.to_string(g) for g in genotypes],
     }
-    if hasattr(space, "nb201_index"):
-        rows["nb201_index"] = [space.nb201_index(g) for g in genotypes]
+    if space.benchmark_index_name:
+        rows[space.benchmark_index_name] = [space.benchmark_index(g) for g in genotypes]
     for j, o in enumerate(objectives):
         rows[f"pred_{o}"] = predicted[:, j]
     if true is not None:

@@ -186,7 +186,7 @@ class BenchmarkObjective(ErrorObjective):
     ) -> tuple[pd.DataFrame, dict[str, float]]:
         from ..benchmarks import evaluate_front, true_front
 
-        index = self.space.nb201_index  # type: ignore[attr-defined]
+        index = self.space.benchmark_index
         rows = np.asarray([index(g) for g in genotypes], dtype=np.int64)
         hw = self._hw[device.name][rows]  # (R, metrics) anchor-normalised
         predicted = np.column_stack([self.pred_error[rows], self.latency_ms(device, hw[:, 0])])

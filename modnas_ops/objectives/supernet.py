@@ -57,22 +57,6 @@ class _BatchStream:
         self.pos = int(state["pos"])
 
 
-def dense_forward(supernet: nn.Module, x: torch.Tensor, op_weights: torch.Tensor) -> torch.Tensor:
-    """``supernet(x, op_weights)`` computing every op of every edge, even for one-hot weights: the same
-    values as the selected-only path (the other ops are weighted by exact zeros), but the straight-through
-    gradient also reaches the unselected entries (<dL/d node, op(h)>), i.e. how switching an edge to each
-    other op would change the loss. (The selected-only path gives them no gradient, so an edge set to
-    ``none`` never hears from the error term while latency keeps pushing towards ``none``.)"""
-    w = op_weights.to(device=x.device, dtype=x.dtype)  # (E, K)
-    h = supernet.stem(x)
-    for s, cells in enumerate(supernet.stages):
-        if s > 0:
-            h = supernet.reductions[s - 1](h)
-        for cell in cells:
-            h = cell(h, w, None)
-    return supernet.classifier(torch.flatten(supernet.global_pool(supernet.lastact(h)), 1))
-
-
 def reference_normaliser(reference: np.ndarray, found: np.ndarray) -> Normaliser:
     """MODNAS-style min-max bounds (error >= 90 % dropped) over a reference set of points (N, M); an
     objective the reference leaves constant takes its bounds from reference + found points, and a still
@@ -107,8 +91,6 @@ class SupernetObjective(ErrorObjective):
         super().__init__(cfg, space, device)
         from ..data import get_dataset
         from ..predictor import measurements_from_profile
-        from ..supernet import Supernet
-
         self.scfg = cfg.supernet
         self.data = (
             data
@@ -122,20 +104,14 @@ class SupernetObjective(ErrorObjective):
             raise ValueError("supernet mode: every device of the profiling table is a test device")
         self._injected_predictor = predictor
         torch.manual_seed(cfg.seed)
-        self.supernet = Supernet(
-            space,
-            C=self.scfg.C,
-            N=self.scfg.N,
-            in_channels=self.data.input_shape[0],
-            num_classes=self.data.num_classes,
+        self.supernet = space.build_supernet(
+            self.data.input_shape, self.data.num_classes, **self.scfg.network_hparams()
         ).to(device)
         if self.scfg.init_weights:
             from ..supernet_training import check_compatible, load_supernet
 
             pretrained = load_supernet(self.scfg.init_weights)
-            check_compatible(
-                pretrained, space, self.scfg.C, self.scfg.N, self.data.input_shape[0], self.data.num_classes
-            )
+            check_compatible(pretrained, space.name, self.supernet.build_args)
             self.supernet.load_state_dict(pretrained.state_dict())
         self.weight_optimizer = torch.optim.SGD(
             self.supernet.parameters(), lr=self.scfg.weight_lr, momentum=self.scfg.momentum,
@@ -219,9 +195,7 @@ class SupernetObjective(ErrorObjective):
         x, y = batch
         self.supernet.train()
         if self.scfg.dense_gradients and torch.is_grad_enabled():  # no gradient wanted: selected ops only
-            return torch.stack(
-                [nn.functional.cross_entropy(dense_forward(self.supernet, x, a), y) for a in arch]
-            )
+            return torch.stack([nn.functional.cross_entropy(self.supernet(x, a, dense=True), y) for a in arch])
         return torch.stack([nn.functional.cross_entropy(self.supernet(x, a), y) for a in arch])
 
     def valid_error(self, genotypes: Sequence[Genotype]) -> np.ndarray:

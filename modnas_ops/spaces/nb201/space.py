@@ -15,7 +15,10 @@ import functools
 import random
 from collections.abc import Sequence
 
-from .base import Genotype, SearchSpace, register_search_space
+import numpy as np
+from torch import nn
+
+from ..base import Decision, Genotype, SearchSpace, register_search_space
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to_node, from_node)
@@ -28,9 +31,13 @@ _NB201_SHUFFLE_SEED = 88
 
 @register_search_space
 class NB201Space(SearchSpace):
+    """6 cell edges (the decisions), each choosing one of the same 5 operations."""
+
     name = "nb201"
+    benchmark_index_name = "nb201_index"
     edges = tuple(f"{j}<-{i}" for j, i in NB201_EDGES)
     ops = NB201_OPS
+    decisions = tuple(Decision(e, NB201_OPS) for e in edges)
 
     def to_string(self, genotype: Sequence[int]) -> str:
         g = self.validate(genotype)
@@ -70,19 +77,60 @@ class NB201Space(SearchSpace):
                 reached.add(j)
         return NB201_NUM_NODES - 1 not in reached
 
+    def decision_graph(self) -> np.ndarray:
+        """The cell's line graph: node 0 the cell input, nodes 1..6 the edges' operations, node 7 the output;
+        op (j<-i) connects to every op leaving node j, ops leaving node 0 to the input, ops entering the last
+        node to the output (HELP's GCN input)."""
+        n = len(NB201_EDGES) + 2
+        adj = np.eye(n, dtype=np.float64)
+        last = NB201_NUM_NODES - 1
+        for e, (j, i) in enumerate(NB201_EDGES):
+            if i == 0:
+                adj[e + 1, 0] = 1.0
+            if j == last:
+                adj[n - 1, e + 1] = 1.0
+            for f, (_, i2) in enumerate(NB201_EDGES):
+                if i2 == j:
+                    adj[f + 1, e + 1] = 1.0
+        return ((adj + adj.T) > 0).astype(np.float64)
+
+    # ---- networks ----------------------------------------------------------------------------------
+    def build_supernet(
+        self, input_shape: Sequence[int], num_classes: int, C: int = 16, N: int = 5, affine: bool = False
+    ) -> nn.Module:
+        """NB201's macro skeleton with mixed-op cells (see :mod:`.supernet`); H and W divisible by 4."""
+        from .supernet import Supernet
+
+        return Supernet(self, C=C, N=N, in_channels=int(input_shape[0]), num_classes=num_classes, affine=affine)
+
+    def build_network(
+        self,
+        genotype: Sequence[int],
+        input_shape: Sequence[int],
+        num_classes: int,
+        C: int = 16,
+        N: int = 5,
+        affine: bool = True,
+    ) -> nn.Module:
+        from .supernet import create_network
+
+        return create_network(
+            self, genotype, C=C, N=N, in_channels=int(input_shape[0]), num_classes=num_classes, affine=affine
+        )
+
     # ---- NB201's published index order ---------------------------------------------------
-    def nb201_index(self, genotype: Sequence[int]) -> int:
+    def benchmark_index(self, genotype: Sequence[int]) -> int:
         """Index of the architecture in the NAS-Bench-201 benchmark (0..15624)."""
         return _nb201_position()[self.index(genotype)]
 
-    def from_nb201_index(self, index: int) -> Genotype:
+    def from_benchmark_index(self, index: int) -> Genotype:
         order = _nb201_order()
         if not 0 <= index < len(order):
             raise ValueError(f"nb201: NB201 index {index} out of range 0..{len(order) - 1}")
         return self.from_index(order[index])
 
     def anchors(self) -> list[Genotype]:
-        return [self.from_nb201_index(i) for i in NB201_ANCHOR_INDICES]
+        return [self.from_benchmark_index(i) for i in NB201_ANCHOR_INDICES]
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .spaces import Genotype, SearchSpace
+from ..base import Genotype, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -321,9 +321,17 @@ class Supernet(_CellNetwork):
         self.topology = topology
         self.C, self.N, self.affine = C, N, affine
         self.in_channels, self.num_classes = in_channels, num_classes
+        # keyword arguments of NB201Space.build_supernet that rebuild this net (the cells fix no resolution)
+        self.build_args = {"input_shape": [in_channels], "num_classes": num_classes, "C": C, "N": N, "affine": affine}
 
-    def forward(self, x: torch.Tensor, op_weights: torch.Tensor) -> torch.Tensor:
-        """x (B, C_in, H, W), op_weights (E, K) -> logits (B, classes)."""
+    def forward(self, x: torch.Tensor, op_weights: torch.Tensor, dense: bool = False) -> torch.Tensor:
+        """x (B, C_in, H, W), op_weights (E, K) -> logits (B, classes).
+
+        ``dense``: compute every op of every edge, even for one-hot weights: the same values as the
+        selected-only path (the other ops are weighted by exact zeros), but the straight-through gradient also
+        reaches the unselected entries (<dL/d node, op(h)>), i.e. how switching an edge to each other op would
+        change the loss. (The selected-only path gives them no gradient, so an edge set to ``none`` never
+        hears from the error term while latency keeps pushing towards ``none``.)"""
         if tuple(op_weights.shape) != self.space.shape:
             raise ValueError(f"op_weights of shape {tuple(op_weights.shape)}, expected {self.space.shape} (E, K)")
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] % 4 or x.shape[3] % 4:
@@ -331,7 +339,7 @@ class Supernet(_CellNetwork):
                 f"input of shape {tuple(x.shape)}; expected (B, {self.in_channels}, H, W) with H and W divisible by 4"
             )
         w = op_weights.to(device=x.device, dtype=x.dtype)  # (E, K)
-        selected = one_hot_selection(w)
+        selected = None if dense else one_hot_selection(w)
         x = self.stem(x)
         for s, cells in enumerate(self.stages):
             if s > 0:
@@ -392,47 +400,3 @@ def create_network(
 
     stages = [[fresh_cell(w) for _ in range(N)] for w in _stage_widths(C)]
     return SubNetwork(space, g, _Skeleton.fresh(C, in_channels, num_classes), stages)
-
-
-# ---- cost counters -------------------------------------------------------------------------------
-
-
-def count_params(module: nn.Module) -> int:
-    """Number of parameters (trainable or not; buffers such as BN running stats excluded)."""
-    return sum(p.numel() for p in module.parameters())
-
-
-def count_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates (MACs, not 2x FLOPs) of Conv2d and Linear layers in one forward pass of an
-    input of the full shape ``input_shape`` (batch included, e.g. ``(1, 3, 32, 32)``). Biases, BN,
-    pooling, ReLU and adds are not counted. ``module(x)`` must take the input alone (a standalone
-    network, not the supernet). Runs in eval mode under ``no_grad``; restores train/eval flags after."""
-    total = 0
-
-    def conv_hook(m: nn.Conv2d, inputs, out: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = m.kernel_size
-        total += out.numel() * (m.in_channels // m.groups) * kh * kw
-
-    def linear_hook(m: nn.Linear, inputs, out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    hook_of = {nn.Conv2d: conv_hook, nn.Linear: linear_hook}
-    handles = [
-        m.register_forward_hook(hook) for m in module.modules() for kind, hook in hook_of.items() if isinstance(m, kind)
-    ]
-    flags = {m: m.training for m in module.modules()}
-    try:
-        p = next(module.parameters(), None)
-        like = {} if p is None else {"device": p.device, "dtype": p.dtype}
-        x = torch.zeros(tuple(input_shape), **like)
-        module.eval()
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, training in flags.items():
-            m.training = training
-    return int(total)
