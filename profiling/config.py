@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from modnas_ops.errors import UserError
 
 if TYPE_CHECKING:
     from .latency import DeviceConfig
 
 DEFAULT_DEVICES = ("cpu-ort-t1-b1", "cpu-ort-t2-b1", "cpu-ort-t1-b32")
 CUDA_BATCHES = (1, 32)
+
+
+def check_number(
+    name: str, value: object, minimum: float, *, integer: bool = False, strict: bool = False, maximum: float = math.inf
+) -> None:
+    """``UserError`` ``"<name>: must be ..."`` unless ``value`` is a finite number (an integer when ``integer``)
+    in ``[minimum, maximum]`` (``> minimum`` when ``strict``). Rejects NaN, inf, bools and strings."""
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    if maximum < math.inf:
+        bound += f" and <= {maximum:g}"
+    kind = "an integer" if integer else "a finite number"
+    ok = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = math.isfinite(v) and (v > minimum if strict else v >= minimum) and v <= maximum
+    if not ok:
+        raise UserError(f"{name}: must be {kind} {bound}, got {value!r}")
 
 
 def cuda_device_names(batches: tuple[int, ...] = CUDA_BATCHES) -> list[str]:
@@ -56,20 +77,16 @@ class CampaignConfig:
         from .export import EXPORTERS
 
         for f in ("C", "N", "in_channels", "input_size", "num_classes", "repeats", "rounds", "chunk_size"):
-            if int(getattr(self, f)) < 1:
-                raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
-        if self.num_archs < 0 or self.warmup < 0:
-            raise ValueError("num_archs and warmup must be >= 0")
-        if not 0.0 <= self.stratified_fraction <= 1.0:
-            raise ValueError(f"stratified_fraction must lie in [0, 1], got {self.stratified_fraction}")
-        if self.max_seconds < 0:
-            raise ValueError(f"max_seconds must be >= 0, got {self.max_seconds}")
-        if self.energy_seconds <= 0:
-            raise ValueError(f"energy_seconds must be > 0, got {self.energy_seconds}")
+            check_number(f, getattr(self, f), 1, integer=True)
+        for f in ("num_archs", "warmup", "seed"):
+            check_number(f, getattr(self, f), 0, integer=True)
+        check_number("stratified_fraction", self.stratified_fraction, 0.0, maximum=1.0)
+        check_number("max_seconds", self.max_seconds, 0.0)  # 0 = no limit
+        check_number("energy_seconds", self.energy_seconds, 0.0, strict=True)
         if self.exporter not in EXPORTERS:
-            raise ValueError(f"unknown exporter {self.exporter!r}; available: {', '.join(sorted(EXPORTERS))}")
+            raise UserError(f"exporter: unknown exporter {self.exporter!r}; available: {', '.join(sorted(EXPORTERS))}")
         if not self.output:
-            raise ValueError("output must name a CSV file")
+            raise UserError("output: must name a CSV file")
         get_search_space(self.space)
         self.device_configs()  # malformed names fail here, with one line
 

@@ -37,6 +37,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from modnas_ops.errors import UserError
+
+from .config import check_number
 from .export import DEFAULT_EXPORTER, export_onnx
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ SPLITS = 5  # time-ordered parts of a candidate's samples for ``LatencyStats.spl
 _NAME_RE = re.compile(r"^(?P<hw>[a-z]+)-(?P<rt>[a-z]+)-t(?P<t>[0-9]+)-b(?P<b>[0-9]+)(?:-(?P<p>[a-z0-9]+))?$")
 
 
-class OnnxLoadError(ValueError):
+class OnnxLoadError(UserError):
     """An ONNX payload or file that onnxruntime cannot load."""
 
 
@@ -85,17 +88,17 @@ class DeviceConfig:
 
     def __post_init__(self) -> None:
         if self.hardware not in HARDWARE:
-            raise ValueError(
+            raise UserError(
                 f"device config: unknown hardware {self.hardware!r}; known: {', '.join(HARDWARE)}"
             )
         runtime = get_runtime(self.runtime)
         for f in ("threads", "batch", "inter_op_threads", "repeats", "rounds"):
-            if int(getattr(self, f)) < 1:
-                raise ValueError(f"device config: {f} must be >= 1, got {getattr(self, f)}")
-        if self.warmup < 0 or self.device_index < 0 or self.max_seconds < 0:
-            raise ValueError("device config: warmup, device_index and max_seconds must be >= 0")
+            check_number(f"device config: {f}", getattr(self, f), 1, integer=True)
+        for f in ("warmup", "device_index"):
+            check_number(f"device config: {f}", getattr(self, f), 0, integer=True)
+        check_number("device config: max_seconds", self.max_seconds, 0.0)  # 0 = no limit
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
-            raise ValueError(
+            raise UserError(
                 f"device config: unknown graph_optimization {self.graph_optimization!r}; "
                 f"known: {', '.join(GRAPH_OPTIMIZATION)}"
             )
@@ -115,7 +118,7 @@ class DeviceConfig:
         """Parse a canonical name; ``fields`` set the rest (warmup, repeats, rounds, ...)."""
         m = _NAME_RE.match(name.strip())
         if m is None:
-            raise ValueError(
+            raise UserError(
                 f"malformed device config name {name!r}; expected <hardware>-<runtime>-t<threads>-b<batch>"
                 "[-<provider>], e.g. cpu-ort-t1-b1"
             )
@@ -130,7 +133,7 @@ class DeviceConfig:
                 **fields,  # type: ignore[arg-type]
             )
         except ValueError as e:
-            raise ValueError(f"device config {name!r}: {str(e).removeprefix('device config: ')}") from None
+            raise UserError(f"device config {name!r}: {str(e).removeprefix('device config: ')}") from None
 
     def check_available(self) -> None:
         """ValueError (one line) unless this config can run on this machine."""
@@ -146,7 +149,7 @@ def _provider_from_short(short: str, name: str) -> str:
         if _provider_short(p) == short:
             return p
     known = ", ".join(sorted(_provider_short(p) for p in ort.get_all_providers()))
-    raise ValueError(f"device config name {name!r}: unknown provider {short!r}; known: {known}")
+    raise UserError(f"device config name {name!r}: unknown provider {short!r}; known: {known}")
 
 
 def parse_device_configs(names: Sequence[str], **fields: object) -> list[DeviceConfig]:
@@ -155,7 +158,7 @@ def parse_device_configs(names: Sequence[str], **fields: object) -> list[DeviceC
     seen: set[str] = set()
     for c in configs:
         if c.name in seen:
-            raise ValueError(f"device config {c.name!r} listed twice")
+            raise UserError(f"device config {c.name!r} listed twice")
         seen.add(c.name)
     return configs
 
@@ -224,12 +227,12 @@ class OrtRuntime(Runtime):
 
     def validate_provider(self, config: DeviceConfig) -> None:
         if config.provider not in ort.get_all_providers():
-            raise ValueError(f"device config: unknown onnxruntime provider {config.provider!r}")
+            raise UserError(f"device config: unknown onnxruntime provider {config.provider!r}")
 
     def check_available(self, config: DeviceConfig) -> None:
         available = ort.get_available_providers()
         if config.provider not in available:
-            raise ValueError(
+            raise UserError(
                 f"device config {config.name}: provider {config.provider} is not available in onnxruntime "
                 f"{ort.__version__} here; available: {', '.join(available)}"
             )
@@ -260,7 +263,7 @@ class OrtRuntime(Runtime):
         except Exception as e:  # onnxruntime raises pybind exception types (InvalidProtobuf, Fail, ...)
             raise OnnxLoadError(f"cannot load ONNX model {label}: {_first_line(e)}") from None
         if sess.get_providers()[0] != config.provider:
-            raise ValueError(
+            raise UserError(
                 f"device config {config.name}: onnxruntime fell back to {sess.get_providers()[0]} "
                 f"instead of {config.provider}"
             )
@@ -292,11 +295,11 @@ class TorchRuntime(Runtime):
 
     def validate_provider(self, config: DeviceConfig) -> None:
         if config.provider != config.hardware:
-            raise ValueError(f"device config: the torch runtime has no provider {config.provider!r}")
+            raise UserError(f"device config: the torch runtime has no provider {config.provider!r}")
 
     def check_available(self, config: DeviceConfig) -> None:
         if config.hardware == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device config {config.name}: torch reports no CUDA device here")
+            raise UserError(f"device config {config.name}: torch reports no CUDA device here")
 
     def prepare(self, candidate: Candidate, config: DeviceConfig) -> Runner:
         self.check_available(config)
@@ -328,7 +331,7 @@ def get_runtime(name: str) -> Runtime:
     try:
         return RUNTIMES[name]
     except KeyError:
-        raise ValueError(f"unknown runtime {name!r}; available: {', '.join(sorted(RUNTIMES))}") from None
+        raise UserError(f"unknown runtime {name!r}; available: {', '.join(sorted(RUNTIMES))}") from None
 
 
 def prepare(candidate: Candidate, config: DeviceConfig) -> Runner:

@@ -138,6 +138,18 @@ def test_fit_predictor_table_lacking_columns_exits_2(
     assert "lacks columns" in capsys.readouterr().err
 
 
+def test_fit_predictor_header_only_table_says_it_has_no_rows(
+    mlflow_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from profiling.campaign import write_table
+    from projects.fit_predictor import main
+
+    empty = write_table([], tmp_path / "header_only.csv")
+    assert main(_args(empty)) == 2
+    err = capsys.readouterr().err
+    assert "no rows" in err and "lacks columns" not in err
+
+
 def test_fit_predictor_config_errors_exit_2_before_any_run(mlflow_uri: str, capsys) -> None:
     from projects.fit_predictor import main
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
+from modnas_ops.errors import UserError
 from profiling.export import export_onnx
 from profiling.latency import (
     MIN_ROUNDS,
@@ -71,14 +74,14 @@ def test_defaults_and_canonical_name():
         ("cpu-ort-tx-b1", "malformed device config name"),
         ("tpu-ort-t1-b1", "unknown hardware 'tpu'"),
         ("cpu-tvm-t1-b1", "unknown runtime 'tvm'; available: ort, torch"),
-        ("cpu-ort-t0-b1", "threads must be >= 1"),
-        ("cpu-ort-t1-b0", "batch must be >= 1"),
+        ("cpu-ort-t0-b1", "'cpu-ort-t0-b1': threads: must be an integer >= 1, got 0"),
+        ("cpu-ort-t1-b0", "batch: must be an integer >= 1"),
         ("cpu-ort-t1-b1-warp", "unknown provider 'warp'"),
         ("cpu-torch-t1-b1-cuda", "the torch runtime has no provider"),
     ],
 )
 def test_bad_names_are_one_line_value_errors(name, match):
-    with pytest.raises(ValueError, match=match) as e:
+    with pytest.raises(UserError, match=match) as e:
         DeviceConfig.from_name(name)
     assert "\n" not in str(e.value)
 
@@ -86,8 +89,11 @@ def test_bad_names_are_one_line_value_errors(name, match):
 def test_bad_fields():
     with pytest.raises(ValueError, match="unknown graph_optimization 'max'"):
         DeviceConfig(graph_optimization="max")
-    with pytest.raises(ValueError, match="rounds must be >= 1"):
+    with pytest.raises(UserError, match="rounds: must be an integer >= 1, got 0"):
         DeviceConfig(rounds=0)
+    for bad in (math.nan, math.inf, -1.0, "5"):
+        with pytest.raises(UserError, match=r"max_seconds: must be a finite number >= 0, got "):
+            DeviceConfig(max_seconds=bad)
     with pytest.raises(ValueError, match="listed twice"):
         parse_device_configs(["cpu-ort-t1-b1", "cpu-ort-t1-b1"])
 
