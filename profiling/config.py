@@ -87,6 +87,8 @@ class CampaignConfig:
             raise UserError(f"exporter: unknown exporter {self.exporter!r}; available: {', '.join(sorted(EXPORTERS))}")
         if not self.output:
             raise UserError("output: must name a CSV file")
+        if str(self.output).endswith(".gz"):
+            raise UserError(f"output: {self.output} ends in .gz, but a campaign appends to a plain CSV file")
         get_search_space(self.space)
         self.device_configs()  # malformed names fail here, with one line
 

@@ -301,9 +301,10 @@ def test_binary_empty_and_header_only_tables(tmp_path):
         ("num_archs", -1, "num_archs: must be an integer >= 0, got -1"),
         ("seed", True, "seed: must be an integer >= 0, got True"),
         ("chunk_size", "5", "chunk_size: must be an integer >= 1, got '5'"),
+        ("output", "p.csv.gz", "output: p.csv.gz ends in .gz, but a campaign appends to a plain CSV file"),
     ],
 )
-def test_non_finite_and_mistyped_config_fields_are_named(field, value, match):
+def test_non_finite_mistyped_or_bad_config_fields_are_named(field, value, match):
     with pytest.raises(UserError) as e:
         CampaignConfig(add_cuda_devices=False, **{field: value})
     assert str(e.value) == match
