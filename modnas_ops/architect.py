@@ -183,15 +183,18 @@ def freeze(module: nn.Module) -> nn.Module:
 class _FiniteDifferences(torch.autograd.Function):
     """Objectives of one-hot architectures whose gradient is the exact one-edge change.
 
-    forward(arch (B, E, K) one-hot, fn) = fn(arch, rows) (B, M), where ``fn(archs, rows)`` evaluates the
-    objectives of ``archs`` with the per-row context of ``rows``. Backward: dL/d arch[b, e, k] =
+    forward(arch (B, E, K) one-hot, fn, mask (E, K)) = fn(arch, rows) (B, M), where ``fn(archs, rows)``
+    evaluates the objectives of ``archs`` with the per-row context of ``rows``. Backward: dL/d arch[b, e, k] =
     sum_m dL/dL_m * (L_m(arch_b with edge e set to op k) - L_m(arch_b)), the exact effect of each single
     switch (0 for the selected op), in place of the first-order Jacobian, which can point the wrong way for
-    a discrete jump. The B*E*K neighbours are evaluated once, in the forward.
+    a discrete jump. The B*E*K neighbours are evaluated once, in the forward; a masked (invalid) choice is
+    never encoded: its "neighbour" is the architecture itself, so its entry is 0.
     """
 
     @staticmethod
-    def forward(ctx: Any, arch: torch.Tensor, fn: Callable[..., torch.Tensor]) -> torch.Tensor:
+    def forward(
+        ctx: Any, arch: torch.Tensor, fn: Callable[..., torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
         b, e, k = arch.shape
         rows = torch.arange(b, device=arch.device)
         with torch.no_grad():
@@ -202,15 +205,17 @@ class _FiniteDifferences(torch.autograd.Function):
             )  # (B, E, K, E, K): [b, e, k] = arch_b, e->k
             idx = torch.arange(e, device=arch.device)
             nb[:, idx, :, idx, :] = eye.expand(e, b, k, k)  # indexed result is (E, B, K, K)
+            invalid = ~mask.to(arch.device)  # (E, K)
+            nb[:, invalid] = arch[:, None].expand(b, int(invalid.sum()), e, k)  # masked choices: no switch
             moved = fn(nb.reshape(b * e * k, e, k), rows.repeat_interleave(e * k))  # (B*E*K, M)
             delta = moved.view(b, e, k, -1) - values[:, None, None, :]  # (B, E, K, M)
         ctx.save_for_backward(delta)
         return values
 
     @staticmethod
-    def backward(ctx: Any, grad_values: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad_values: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (delta,) = ctx.saved_tensors
-        return (delta * grad_values[:, None, None, :]).sum(-1), None  # (B, E, K); vmap-friendly
+        return (delta * grad_values[:, None, None, :]).sum(-1), None, None  # (B, E, K); vmap-friendly
 
 
 class Architect:
@@ -274,7 +279,8 @@ class Architect:
         self.finite_differences = bool(finite_differences)
         self.num_objectives = m
         self.rng = np.random.default_rng(seed)
-        self.generator = torch.Generator().manual_seed(seed)
+        # on the logits' device: multinomial / exponential_ take a generator of the tensor's own device
+        self.generator = torch.Generator(device=hypernetwork.mask.device).manual_seed(seed)
 
     # ---- pieces --------------------------------------------------------------------------------------
     @property
@@ -309,7 +315,7 @@ class Architect:
             def fn(a: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
                 return self._objectives(a, embedding[rows], lo[rows], hi[rows], batch)
 
-            return _FiniteDifferences.apply(arch, fn)
+            return _FiniteDifferences.apply(arch, fn, self.hypernetwork.mask)
         return self._objectives(arch, embedding, lo, hi, batch)
 
     def _objectives(

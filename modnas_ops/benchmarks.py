@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .devices import NUM_ANCHORS, Device, anchor_embedding
+from .devices import Device, anchor_embedding
 from .pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume, modnas_normaliser, pareto_mask
 from .spaces import NB201Space, get_search_space
 
@@ -345,10 +345,10 @@ def _read_devices(
     anchors = spec["reference_arch_indices"]
     if (
         not isinstance(anchors, list)
-        or len(anchors) != NUM_ANCHORS
+        or len(anchors) != NB201Space().num_anchors
         or not all(isinstance(a, int) and not isinstance(a, bool) for a in anchors)
     ):
-        raise TableError(f"{dev_path}: 'reference_arch_indices' must be a list of {NUM_ANCHORS} integers")
+        raise TableError(f"{dev_path}: 'reference_arch_indices' must be a list of {NB201Space().num_anchors} integers")
     bad = [a for a in anchors if not 0 <= a < n]
     if bad:
         raise TableError(f"{dev_path}: anchor index {bad[0]} is out of range 0..{n - 1} of {table_path.name}")

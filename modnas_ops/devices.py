@@ -1,7 +1,8 @@
 """Hardware devices as the search sees them: a name and the latencies of the space's anchor networks.
 
-A device embedding is the min-max normalisation of the 10 anchor latencies (HELP / MODNAS): it keeps the
-device's *relative* costs and drops its absolute scale, so an unseen device is described by 10 measurements.
+A device embedding is the min-max normalisation of the latencies of the space's anchor architectures (HELP /
+MODNAS: 10 of them for NB201): it keeps the device's *relative* costs and drops its absolute scale, so an unseen
+device is described by ``space.num_anchors`` measurements.
 """
 
 from __future__ import annotations
@@ -10,26 +11,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-NUM_ANCHORS = 10
 
-
-def validate_anchor_latencies(anchor_latency_ms: object, what: str = "anchor latencies") -> np.ndarray:
-    """(10,) float64 latencies in ms, or ValueError naming what is wrong."""
+def validate_anchor_latencies(
+    anchor_latency_ms: object, what: str = "anchor latencies", count: int | None = None
+) -> np.ndarray:
+    """(A,) float64 anchor values (A = ``count`` when given, else any A >= 2), or ValueError naming what is
+    wrong."""
     a = np.asarray(anchor_latency_ms, dtype=np.float64)
-    if a.ndim != 1 or a.shape[0] != NUM_ANCHORS:
-        raise ValueError(f"{what}: expected {NUM_ANCHORS} values in ms, got shape {a.shape}")
+    if a.ndim != 1 or (count is not None and a.shape[0] != count) or a.shape[0] < 2:
+        want = f"{count} values" if count is not None else "at least 2 values"
+        raise ValueError(f"{what}: expected {want} in ms, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{what}: values must be finite, got {a.tolist()}")
     if np.any(a <= 0):
         raise ValueError(f"{what}: latencies must be positive (ms), got {a.tolist()}")
     if np.ptp(a) == 0:
-        raise ValueError(f"{what}: all {NUM_ANCHORS} anchors have the same latency; the embedding is undefined")
+        raise ValueError(f"{what}: all {len(a)} anchors have the same latency; the embedding is undefined")
     return a
 
 
-def anchor_embedding(anchor_latency_ms: object) -> np.ndarray:
-    """(10,) float32 embedding: anchor latencies min-max normalised over those 10 values."""
-    a = validate_anchor_latencies(anchor_latency_ms)
+def anchor_columns(metric: str, count: int) -> list[str]:
+    """``anchor_<metric>_0`` ... ``anchor_<metric>_<count-1>``: the input columns of the served models."""
+    return [f"anchor_{metric}_{i}" for i in range(int(count))]
+
+
+def anchor_embedding(anchor_latency_ms: object, count: int | None = None) -> np.ndarray:
+    """(A,) float32 embedding: the A anchor latencies min-max normalised over themselves."""
+    a = validate_anchor_latencies(anchor_latency_ms, count=count)
     return ((a - a.min()) / (a.max() - a.min())).astype(np.float32)
 
 

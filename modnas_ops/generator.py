@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
-from .devices import NUM_ANCHORS, Device
+from .devices import Device, anchor_columns
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
 from .pareto import preference_rays
 from .predictor import denormalise
@@ -54,11 +54,6 @@ _RESERVED_ALIAS_RE = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 
 
 # ---- column names ------------------------------------------------------------------------------------
-
-
-def anchor_columns(metric: str = LATENCY) -> list[str]:
-    """``anchor_<metric>_0`` ... ``anchor_<metric>_9``."""
-    return [f"anchor_{metric}_{i}" for i in range(NUM_ANCHORS)]
 
 
 def preference_columns(num_objectives: int) -> list[str]:
@@ -177,7 +172,7 @@ def _module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _device_anchors(name: str, value: Any, metrics: Sequence[str]) -> dict[str, tuple[float, ...]]:
+def _device_anchors(name: str, value: Any, metrics: Sequence[str], count: int) -> dict[str, tuple[float, ...]]:
     if isinstance(value, Device):
         anchors: dict[str, Any] = {LATENCY: value.anchor_latency_ms}
     elif isinstance(value, Mapping):
@@ -190,15 +185,17 @@ def _device_anchors(name: str, value: Any, metrics: Sequence[str]) -> dict[str, 
     out = {}
     for m in metrics:
         a = np.asarray(anchors[m], dtype=np.float64).reshape(1, -1)
-        _check_anchor_rows(a, m, [name], what="device")
+        _check_anchor_rows(a, m, [name], count, what="device")
         out[m] = tuple(float(x) for x in a[0])
     return out
 
 
-def _check_anchor_rows(a: np.ndarray, metric: str, labels: Sequence[Any], what: str = "input row") -> None:
-    """ValueError naming the first row of (N, 10) anchor values that is not finite, positive and spread."""
-    if a.shape[1] != NUM_ANCHORS:
-        raise ValueError(f"generator: {what} {labels[0]!r}: expected {NUM_ANCHORS} anchor_{metric} values")
+def _check_anchor_rows(
+    a: np.ndarray, metric: str, labels: Sequence[Any], count: int, what: str = "input row"
+) -> None:
+    """ValueError naming the first row of (N, A) anchor values that is not finite, positive and spread."""
+    if a.shape[1] != count:
+        raise ValueError(f"generator: {what} {labels[0]!r}: expected {count} anchor_{metric} values")
     bad = ~np.isfinite(a).all(axis=1)
     bad |= ~(a > 0).all(axis=1)
     bad |= np.ptp(np.where(np.isfinite(a), a, 0.0), axis=1) == 0
@@ -271,13 +268,14 @@ class ParetoGenerator:
             [(d.name, d) for d in devices] if isinstance(devices, Sequence) else list((devices or {}).items())
         )
         self.devices: dict[str, dict[str, tuple[float, ...]]] = {
-            str(name): _device_anchors(str(name), value, self.anchor_metrics) for name, value in items
+            str(name): _device_anchors(str(name), value, self.anchor_metrics, self.space.num_anchors)
+            for name, value in items
         }
 
     # ---- columns ---------------------------------------------------------------------------------------
     @property
     def input_columns(self) -> list[str]:
-        cols = [c for m in self.anchor_metrics for c in anchor_columns(m)]
+        cols = [c for m in self.anchor_metrics for c in anchor_columns(m, self.space.num_anchors)]
         return cols + preference_columns(len(self.objectives))
 
     @property
@@ -303,7 +301,9 @@ class ParetoGenerator:
         for name in names:
             anchors = self.devices[name]
             base = {
-                c: v for m in self.anchor_metrics for c, v in zip(anchor_columns(m), anchors[m], strict=True)
+                c: v
+                for m in self.anchor_metrics
+                for c, v in zip(anchor_columns(m, self.space.num_anchors), anchors[m], strict=True)
             }
             for p in prefs:
                 rows.append({**base, **dict(zip(preference_columns(len(p)), p.tolist(), strict=True))})
@@ -337,11 +337,11 @@ class ParetoGenerator:
         anchors = {}
         for m in self.anchor_metrics:
             a = (
-                np.stack([values[c] for c in anchor_columns(m)], axis=1)
+                np.stack([values[c] for c in anchor_columns(m, self.space.num_anchors)], axis=1)
                 if labels
-                else np.zeros((0, NUM_ANCHORS))
+                else np.zeros((0, self.space.num_anchors))
             )
-            _check_anchor_rows(a, m, labels)
+            _check_anchor_rows(a, m, labels, self.space.num_anchors)
             anchors[m] = a  # (N, 10)
         pcols = preference_columns(len(self.objectives))
         p = np.stack([values[c] for c in pcols], axis=1) if labels else np.zeros((0, len(pcols)))  # (N, M)
@@ -355,7 +355,7 @@ class ParetoGenerator:
         return p / p.sum(axis=1, keepdims=True), anchors
 
     def _describe_columns(self) -> str:
-        parts = [f"anchor_{m}_0..anchor_{m}_{NUM_ANCHORS - 1}" for m in self.anchor_metrics]
+        parts = [f"anchor_{m}_0..anchor_{m}_{self.space.num_anchors - 1}" for m in self.anchor_metrics]
         return ", ".join([*parts, f"pref_0..pref_{len(self.objectives) - 1}"])
 
     # ---- prediction ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""MetaHypernetwork H(r, d): preference r (B, M) on the simplex and device embedding d (B, D) -> architecture
-logits (B, E, K) of the search space's shape.
+"""MetaHypernetwork H(r, d): preference r (B, M) on the simplex and device embedding d (B, A) -> architecture
+logits (B, D, K) of the search space's shape; choices the space's mask marks invalid get ``MASKED_LOGIT``
+(probability exactly 0: never sampled, never argmax-ed).
 
 MODNAS's reference hypernetwork reads only r[0], rounded to one of 101 buckets, from a lookup table. Ours
 uses all of r and is continuous in it:
@@ -15,8 +16,9 @@ Both start near-uniform: the output layer is zero plus N(0, init_std) noise.
 
 from __future__ import annotations
 
+import abc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_torch_save
-from .devices import NUM_ANCHORS
 from .pareto import das_dennis
+from .spaces import MASKED_LOGIT
 
 DEFAULT_RESOLUTION = {
     2: 20,
@@ -44,13 +46,24 @@ def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
 
 
 class HypernetworkBase(nn.Module):
-    """Common interface: ``forward(preference (B, M), embedding (B, D)) -> logits (B, E, K)``."""
+    """Common interface: ``forward(preference (B, M), embedding (B, A)) -> logits (B, D, K)``, masked choices
+    at ``MASKED_LOGIT``. Subclasses compute the unmasked logits in :meth:`raw_logits`."""
 
     name: str
 
-    def __init__(self, shape: tuple[int, int], num_objectives: int, embedding_dim: int) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        num_objectives: int,
+        embedding_dim: int,
+        mask: Sequence[Sequence[bool]] | None = None,
+    ) -> None:
         super().__init__()
         self.shape = _check_shape(shape)
+        m = torch.ones(self.shape, dtype=torch.bool) if mask is None else torch.as_tensor(mask, dtype=torch.bool)
+        if tuple(m.shape) != self.shape or not bool(m.any(dim=1).all()):
+            raise ValueError(f"hypernetwork: mask must be {self.shape} with a valid choice per decision")
+        self.register_buffer("mask", m, persistent=False)  # (D, K); saved in hyperparameters()
         if not 2 <= int(num_objectives) <= 8:
             raise ValueError(f"hypernetwork: num_objectives must lie in 2..8, got {num_objectives}")
         if int(embedding_dim) < 1:
@@ -73,12 +86,21 @@ class HypernetworkBase(nn.Module):
                 f"preference {preference.shape[0]}, embedding {embedding.shape[0]}"
             )
 
+    def forward(self, preference: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        self._check_inputs(preference, embedding)
+        return self.raw_logits(preference, embedding).masked_fill(~self.mask, MASKED_LOGIT)  # (B, D, K)
+
+    @abc.abstractmethod
+    def raw_logits(self, preference: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, D, K) logits before the mask."""
+
     def hyperparameters(self) -> dict[str, Any]:
         """Constructor arguments (saved with the weights)."""
         return {
             "shape": list(self.shape),
             "num_objectives": self.num_objectives,
             "embedding_dim": self.embedding_dim,
+            "mask": self.mask.cpu().tolist(),
         }
 
 
@@ -121,13 +143,14 @@ class MetaHypernetwork(HypernetworkBase):
     def __init__(
         self,
         shape: tuple[int, int],
-        num_objectives: int = 2,
-        embedding_dim: int = NUM_ANCHORS,
+        num_objectives: int,
+        embedding_dim: int,
+        mask: Sequence[Sequence[bool]] | None = None,
         hidden: int = 32,
         resolution: int | None = None,
         init_std: float = 1e-3,
     ) -> None:
-        super().__init__(shape, num_objectives, embedding_dim)
+        super().__init__(shape, num_objectives, embedding_dim, mask)
         res = DEFAULT_RESOLUTION.get(self.num_objectives, 4) if resolution is None else int(resolution)
         if res < 1:
             raise ValueError(f"hypernetwork: resolution must be >= 1, got {resolution}")
@@ -155,8 +178,7 @@ class MetaHypernetwork(HypernetworkBase):
         """(B, 1 + D + H) code [1, d, MLP(d)]: the raw embedding always survives (no saturating units)."""
         return torch.cat([torch.ones_like(embedding[:, :1]), embedding, self.device_mlp(embedding)], dim=1)
 
-    def forward(self, preference: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        self._check_inputs(preference, embedding)
+    def raw_logits(self, preference: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         phi = self.preference_features(preference)  # (B, C)
         code = self.device_code(embedding)  # (B, 1 + D + H)
         z = (phi[:, :, None] * code[:, None, :]).flatten(1)  # (B, C * (1 + D + H))
@@ -180,12 +202,13 @@ class MLPHypernetwork(HypernetworkBase):
     def __init__(
         self,
         shape: tuple[int, int],
-        num_objectives: int = 2,
-        embedding_dim: int = NUM_ANCHORS,
+        num_objectives: int,
+        embedding_dim: int,
+        mask: Sequence[Sequence[bool]] | None = None,
         hidden: int = 128,
         init_std: float = 1e-3,
     ) -> None:
-        super().__init__(shape, num_objectives, embedding_dim)
+        super().__init__(shape, num_objectives, embedding_dim, mask)
         self.hidden = int(hidden)
         self.init_std = float(init_std)
         e, k = self.shape
@@ -197,8 +220,7 @@ class MLPHypernetwork(HypernetworkBase):
         )
         self.out = _output_layer(self.hidden, e * k, self.init_std)
 
-    def forward(self, preference: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        self._check_inputs(preference, embedding)
+    def raw_logits(self, preference: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return self.out(self.body(torch.cat([preference, embedding], dim=1))).view(-1, *self.shape)
 
     def hyperparameters(self) -> dict[str, Any]:

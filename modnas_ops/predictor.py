@@ -39,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_torch_save
-from .devices import NUM_ANCHORS, anchor_embedding, validate_anchor_latencies
+from .devices import anchor_columns, anchor_embedding, validate_anchor_latencies
 from .errors import UserError
 from .predictor_baselines import ranking_metrics
 from .spaces import Genotype, SearchSpace, get_search_space
@@ -53,11 +53,6 @@ KNOWN_METRICS = (LATENCY, ENERGY)
 ARTIFACT_KEY = "predictor"  # key of the saved model file in the pyfunc's artifacts
 ARCH_COLUMN = "arch"
 PROFILE_COLUMNS = ("space", "arch", "device", LATENCY, "role")
-
-
-def anchor_columns(metric: str = LATENCY) -> list[str]:
-    """``anchor_<metric>_0`` ... ``anchor_<metric>_9`` (pyfunc input columns)."""
-    return [f"anchor_{metric}_{i}" for i in range(NUM_ANCHORS)]
 
 
 # ---- networks ---------------------------------------------------------------------------------------------
@@ -113,7 +108,7 @@ class ConcatMLP(nn.Module):
     def __init__(self, space: SearchSpace, num_metrics: int, hidden: int, layers: int) -> None:
         super().__init__()
         e, k = space.shape
-        self.net = _mlp(e * k + NUM_ANCHORS, hidden, layers, num_metrics)
+        self.net = _mlp(e * k + space.num_anchors, hidden, layers, num_metrics)
 
     def forward(self, arch: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([arch.flatten(1), embedding], dim=1))  # (B, M)
@@ -127,7 +122,7 @@ class FactorisedNet(nn.Module):
         super().__init__()
         e, k = space.shape
         self.arch_net = _mlp(e * k, hidden, layers)
-        self.device_net = _mlp(NUM_ANCHORS, hidden, max(1, layers - 1), hidden)
+        self.device_net = _mlp(space.num_anchors, hidden, max(1, layers - 1), hidden)
         self.head = nn.Linear(hidden, num_metrics)
 
     def forward(self, arch: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -154,7 +149,7 @@ class CellGCN(nn.Module):
         self.register_buffer("adjacency", torch.from_numpy(normalised_adjacency(space)))  # (D+2, D+2)
         self.inp = nn.Linear(k + 2, hidden)
         self.convs = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
-        self.device_net = _mlp(NUM_ANCHORS, hidden, 2)
+        self.device_net = _mlp(space.num_anchors, hidden, 2)
         self.head = _mlp(2 * hidden, hidden, 1, num_metrics)
 
     def forward(self, arch: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -217,10 +212,9 @@ class MetaPredictor(nn.Module):
         """(B, E, K) encodings (one-hot, soft or straight-through) x (B, 10) embeddings -> (B, M)."""
         if arch.dim() != 3 or tuple(arch.shape[1:]) != self.space.shape:
             raise ValueError(f"MetaPredictor: arch must be (B, *{self.space.shape}), got {tuple(arch.shape)}")
-        if embedding.dim() != 2 or embedding.shape != (arch.shape[0], NUM_ANCHORS):
-            raise ValueError(
-                f"MetaPredictor: embedding must be ({arch.shape[0]}, {NUM_ANCHORS}), got {tuple(embedding.shape)}"
-            )
+        a = self.space.num_anchors
+        if embedding.dim() != 2 or embedding.shape != (arch.shape[0], a):
+            raise ValueError(f"MetaPredictor: embedding must be ({arch.shape[0]}, {a}), got {tuple(embedding.shape)}")
         z = torch.stack([net(arch, embedding) for net in self.nets]).mean(0)  # (B, M) standardised
         return z * self.target_std + self.target_mean
 
@@ -277,13 +271,14 @@ class MetaPredictor(nn.Module):
     ) -> dict[str, np.ndarray]:
         """Raw-unit predictions ``{metric: (N,)}`` on a device given by its 10 anchor latencies (ms); other
         metrics are de-normalised with their own anchors in ``anchor_values`` (skipped when absent)."""
-        lat = validate_anchor_latencies(anchor_latency_ms, what="anchor_latency_ms")
+        n = self.space.num_anchors
+        lat = validate_anchor_latencies(anchor_latency_ms, what="anchor_latency_ms", count=n)
         anchors = {LATENCY: lat}
         for metric, values in (anchor_values or {}).items():
             if metric not in self.metrics:
                 raise ValueError(f"predict: the model has no metric {metric!r} (metrics: {', '.join(self.metrics)})")
             if metric != LATENCY:
-                anchors[metric] = validate_anchor_latencies(values, what=f"anchor {metric}")
+                anchors[metric] = validate_anchor_latencies(values, what=f"anchor {metric}", count=n)
         y = self.predict_normalised(archs, anchor_embedding(lat))  # (N, M)
         return {m: denormalise(y[:, j], anchors[m]) for j, m in enumerate(self.metrics) if m in anchors}
 
@@ -503,7 +498,7 @@ def measurements_from_profile(
         have = [a in by_arch.index for a in anchors]
         if not all(have):
             raise UserError(
-                f"{source}, device {name!r}: {have.count(False)} of the {NUM_ANCHORS} anchor archs are missing"
+                f"{source}, device {name!r}: {have.count(False)} of the {sp.num_anchors} anchor archs are missing"
             )
         lat = g[LATENCY].to_numpy(np.float64)
         if not np.all(np.isfinite(lat) & (lat > 0)):
@@ -840,16 +835,17 @@ def predict_latency_ms(
 
 
 class LatencyService:
-    """Plain pyfunc body: ``predict(DataFrame)`` with columns ``anchor_latency_ms_0..9`` and ``arch`` (one
-    device per row) -> DataFrame with ``latency_ms`` (+ ``energy_mj`` when ``anchor_energy_mj_0..9`` are
-    given and the model predicts energy). Wrapped by :class:`modnas_ops.tracking.LibraryPyfunc`."""
+    """Plain pyfunc body: ``predict(DataFrame)`` with columns ``anchor_latency_ms_0..{A-1}`` (A = the space's
+    anchors) and ``arch`` (one device per row) -> DataFrame with ``latency_ms`` (+ every other metric of the
+    model whose ``anchor_<metric>_*`` columns are given). Wrapped by :class:`modnas_ops.tracking.LibraryPyfunc`."""
 
     def __init__(self, model: MetaPredictor) -> None:
         self.model = model.eval()
+        self.num_anchors = model.space.num_anchors
 
     @property
     def input_columns(self) -> list[str]:
-        return [*anchor_columns(LATENCY), ARCH_COLUMN]
+        return [*anchor_columns(LATENCY, self.num_anchors), ARCH_COLUMN]
 
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(df, pd.DataFrame):
@@ -858,26 +854,28 @@ class LatencyService:
         if missing:
             raise ValueError(f"predictor pyfunc: input lacks columns {', '.join(missing)}")
         archs = df[ARCH_COLUMN].astype(str).tolist()
-        lat_anchors = df[anchor_columns(LATENCY)].to_numpy(np.float64)  # (N, 10)
+        n = self.num_anchors
+        lat_anchors = df[anchor_columns(LATENCY, n)].to_numpy(np.float64)  # (N, A)
         for i, a in enumerate(lat_anchors):
-            validate_anchor_latencies(a, what=f"input row {i} anchor_latency_ms")
-        x = self.model.encode(archs)  # (N, E, K)
-        emb = np.stack([anchor_embedding(a) for a in lat_anchors]) if len(df) else np.zeros((0, NUM_ANCHORS))
+            validate_anchor_latencies(a, what=f"input row {i} anchor_latency_ms", count=n)
+        x = self.model.encode(archs)  # (N, D, K)
+        emb = np.stack([anchor_embedding(a) for a in lat_anchors]) if len(df) else np.zeros((0, n))
         y = self.model.predict_normalised(x, emb)  # (N, M)
-        out = {LATENCY: lat_anchors.min(1) + y[:, 0] * np.ptp(lat_anchors, axis=1)}
-        energy_cols = anchor_columns(ENERGY)
-        if ENERGY in self.model.metrics and all(c in df.columns for c in energy_cols):
-            e_anchors = df[energy_cols].to_numpy(np.float64)
-            for i, a in enumerate(e_anchors):
-                validate_anchor_latencies(a, what=f"input row {i} anchor_energy_mj")
-            j = self.model.metrics.index(ENERGY)
-            out[ENERGY] = e_anchors.min(1) + y[:, j] * np.ptp(e_anchors, axis=1)
+        out = {}
+        for j, metric in enumerate(self.model.metrics):
+            cols = anchor_columns(metric, n)
+            if not all(c in df.columns for c in cols):
+                continue  # a metric's anchors not given: not predicted
+            anchors = df[cols].to_numpy(np.float64)  # (N, A)
+            for i, a in enumerate(anchors):
+                validate_anchor_latencies(a, what=f"input row {i} anchor_{metric}", count=n)
+            out[metric] = denormalise(y[:, j], anchors)
         return pd.DataFrame(out, index=df.index)
 
     def example_input(self, anchor_latency_ms: Sequence[float], archs: Sequence[str]) -> pd.DataFrame:
         """An input DataFrame: one row per arch, all on the device with these anchors."""
-        a = validate_anchor_latencies(anchor_latency_ms, what="anchor_latency_ms")
-        df = pd.DataFrame(np.tile(a, (len(archs), 1)), columns=anchor_columns(LATENCY))
+        a = validate_anchor_latencies(anchor_latency_ms, what="anchor_latency_ms", count=self.num_anchors)
+        df = pd.DataFrame(np.tile(a, (len(archs), 1)), columns=anchor_columns(LATENCY, self.num_anchors))
         df[ARCH_COLUMN] = list(archs)
         return df
 

@@ -23,11 +23,13 @@ make a killed search resume where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +42,8 @@ from tqdm import tqdm
 
 from .architect import Architect, DeviceBatch, annealed_entropy_weight
 from .atomic import atomic_torch_save
-from .config import config_to_dict
+from .config import FieldError, config_to_dict
+from .errors import UserError
 from .hypernetwork import HypernetworkBase, create_hypernetwork
 from .objectives import (
     ERROR,
@@ -59,6 +62,43 @@ from .spaces import SearchSpace, get_search_space
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "search_checkpoint.pt"
+CHECKPOINT_VERSION = 2  # bump when the checkpoint layout or what the fingerprint covers changes
+
+# ---- validation helpers ------------------------------------------------------------------------------------
+
+
+def _check_finite(cfg: Any) -> None:
+    """FieldError for the first float field of a config dataclass that is NaN or infinite."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        values = v if isinstance(v, tuple) else (v,)
+        if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+            raise FieldError(f.name, f"must be a finite number, got {v!r}")
+
+
+def _check_registered(field_name: str, value: str, what: str, available: Sequence[str]) -> None:
+    if value not in available:
+        raise FieldError(field_name, f"unknown {what} {value!r}; available: {', '.join(available)}")
+
+
+def check_torch_device(name: str, field_name: str = "device") -> torch.device:
+    """The torch device ``name`` if this machine has it, else a FieldError naming ``field_name``."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise FieldError(field_name, f"{name!r} is not a torch device ({str(e).splitlines()[0]})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FieldError(field_name, f"{name!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise FieldError(field_name, f"{name!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+        return dev
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return dev
+    raise FieldError(field_name, f"{name!r}: device type {dev.type!r} is not available here (cpu or cuda)")
+
 
 # ---- configuration ---------------------------------------------------------------------------------------
 
@@ -75,6 +115,10 @@ class HypernetConfig:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
+        from .hypernetwork import available_hypernetworks
+
+        _check_finite(self)
+        _check_registered("kind", self.kind, "hypernetwork", available_hypernetworks())
         bad = self.hidden < 1 or self.resolution < 0 or self.init_std < 0 or self.weight_decay < 0
         if bad or not self.lr > 0:
             raise ValueError(
@@ -105,6 +149,21 @@ class ArchitectConfig:
     # objectives only: benchmark mode), instead of the first-order Jacobian
 
     def __post_init__(self) -> None:
+        from .architect import available_scalarisations
+        from .mgd import available_combiners
+        from .sampling import available_samplers
+
+        _check_finite(self)
+        _check_registered("sampler", self.sampler, "sampler", available_samplers())
+        _check_registered("scalarisation", self.scalarisation, "scalarisation", available_scalarisations())
+        _check_registered("combine", self.combine, "gradient combination", available_combiners())
+        for name in ("tau", "tau_max", "tau_min"):
+            if not getattr(self, name) > 0:
+                raise FieldError(name, f"must be > 0, got {getattr(self, name)}")
+        if self.tau_min > self.tau_max:
+            raise FieldError("tau_min", f"must be <= tau_max ({self.tau_max}), got {self.tau_min}")
+        if any(not b > 0 for b in self.dirichlet_beta):
+            raise FieldError("dirichlet_beta", f"every concentration must be > 0, got {self.dirichlet_beta}")
         if self.prefs_per_device < 1 or self.mgd_max_iter < 1 or not self.mgd_tol > 0:
             raise ValueError("architect: need prefs_per_device >= 1, mgd_max_iter >= 1, mgd_tol > 0")
         if self.cosine_weight < 0 or self.grad_clip < 0 or self.entropy_weight < 0:
@@ -141,6 +200,10 @@ class BenchmarkConfig:
     # devices through their anchors only: zero-shot holds either way)
 
     def __post_init__(self) -> None:
+        from .benchmarks import ACCURACY_COLUMNS
+
+        _check_finite(self)
+        _check_registered("dataset", self.dataset, "benchmark dataset", sorted(ACCURACY_COLUMNS))
         if self.query_budget < 2 or not 1 <= self.initial_queries <= self.query_budget:
             raise ValueError("benchmark: need query_budget >= 2 and 1 <= initial_queries <= query_budget")
         if self.query_rounds < 0 or self.max_fronts < 1 or self.predictor_epochs < 1:
@@ -171,11 +234,17 @@ class SupernetConfig:
     predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the profiling table here
     predictor_epochs: int = 300
     init_weights: str = ""  # supernet file of projects/train_supernet.py to start from ("" = fresh weights)
-    dense_gradients: bool = True  # error term computes every op (see dense_forward); False = selected only
+    dense_gradients: bool = True  # error term computes every choice (forward dense=True); False = selected only
     reference_archs: int = 48  # random architectures that fix the HV normalisation per device
     eval_batches: int = 0  # valid batches per front evaluation; 0 = the whole valid split
 
     def __post_init__(self) -> None:
+        from .data import available_datasets
+
+        _check_finite(self)
+        _check_registered("dataset", self.dataset, "dataset", available_datasets())
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise FieldError("momentum", "need 0 <= momentum < 1, weight_decay >= 0, grad_clip >= 0")
         for name in ("C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"supernet: {name} must be >= 1, got {getattr(self, name)}")
@@ -183,6 +252,11 @@ class SupernetConfig:
             raise ValueError(f"supernet: uniform_fraction must lie in [0, 1], got {self.uniform_fraction}")
         if self.warmup_epochs < 0 or self.eval_batches < 0 or not self.weight_lr > 0:
             raise ValueError("supernet: need warmup_epochs >= 0, eval_batches >= 0, weight_lr > 0")
+
+    def network_hparams(self) -> dict[str, int]:
+        """Keyword arguments of the space's ``build_supernet`` / ``build_network`` (base width C, cells or
+        blocks per stage N)."""
+        return {"C": self.C, "N": self.N}
 
 
 @dataclass(frozen=True)
@@ -205,20 +279,144 @@ class SearchConfig:
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
 
     def __post_init__(self) -> None:
-        get_search_space(self.space)  # ValueError naming the known spaces
+        from .spaces import available_search_spaces
+
+        _check_registered("mode", self.mode, "mode", available_modes())
+        _check_registered("space", self.space, "search space", available_search_spaces())
+        if self.seed < 0:
+            raise FieldError("seed", f"must be >= 0, got {self.seed}")
         for name in ("epochs", "steps_per_epoch", "num_rays", "eval_every", "threads"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.mode not in available_modes():
-            raise ValueError(f"unknown mode {self.mode!r}; available: {', '.join(available_modes())}")
+                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
+        check_torch_device(self.device)
 
 
-def config_fingerprint(cfg: SearchConfig) -> str:
-    """Hash of the config fields that shape the search state (a checkpoint only resumes the same search)."""
+def config_fingerprint(cfg: SearchConfig, inputs: Mapping[str, str] | None = None) -> str:
+    """Hash of the config fields that shape the search state plus ``inputs`` (:func:`search_inputs`: content
+    hashes of the data, tables and model files, and the code versions); a checkpoint only resumes the search
+    with the same fingerprint."""
     d = config_to_dict(cfg)
     for volatile in ("checkpoint_dir", "threads", "eval_every"):
         d.pop(volatile, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    payload = {"config": d, "inputs": dict(inputs or {}), "checkpoint_version": CHECKPOINT_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _digest(h: Any, obj: Any, depth: int = 0) -> None:
+    """Feed a canonical byte form of ``obj`` (arrays, tensors, modules, tables, rows) into the hash ``h``."""
+    if depth > 8:
+        raise TypeError("search input nested too deeply to fingerprint")
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        h.update(repr(obj).encode())
+    elif isinstance(obj, np.generic):
+        h.update(repr(obj.item()).encode())
+    elif isinstance(obj, torch.Tensor):
+        _digest(h, obj.detach().cpu().numpy(), depth + 1)
+    elif isinstance(obj, np.ndarray):
+        h.update(f"{obj.dtype}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, nn.Module):
+        h.update(type(obj).__qualname__.encode())
+        _digest(h, obj.state_dict(), depth + 1)
+    elif isinstance(obj, Mapping):
+        for k in sorted(obj, key=str):
+            h.update(f"<{k}>".encode())
+            _digest(h, obj[k], depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"[{len(obj)}]".encode())
+        for x in obj:
+            _digest(h, x, depth + 1)
+    elif isinstance(obj, Path):  # the name only: a moved table is the same table
+        h.update(obj.name.encode())
+    elif isinstance(obj, SearchSpace):
+        h.update(obj.name.encode())
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(type(obj).__qualname__.encode())
+        for f in dataclasses.fields(obj):
+            h.update(f"<{f.name}>".encode())
+            _digest(h, getattr(obj, f.name), depth + 1)
+    elif hasattr(obj, "tensors"):  # torch TensorDataset
+        _digest(h, list(obj.tensors), depth + 1)
+    else:
+        raise TypeError(f"cannot fingerprint a search input of type {type(obj).__name__}")
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 of an in-memory search input (a table, profiling rows, a dataset, a model)."""
+    h = hashlib.sha256()
+    _digest(h, obj)
+    return h.hexdigest()
+
+
+def file_hash(path: str | Path, field_name: str) -> str:
+    """sha256 of a file's bytes; UserError naming ``field_name`` where it cannot be read."""
+    p = Path(path)
+    h = hashlib.sha256()
+    try:
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise UserError(f"{field_name}: {p}: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def _torch_file(path: str, field_name: str) -> Any:
+    """The payload of a torch file (``weights_only=True``); UserError naming the field where it is not one."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{field_name}: {p}: no such file")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unpickling failure means "not a file of ours"
+        raise UserError(f"{field_name}: {p}: not a readable torch file ({type(e).__name__})") from None
+
+
+def _data_identity(name: str, root: str) -> dict[str, Any]:
+    """A dataset by name and, for files under ``root``, their relative paths, sizes and mtimes."""
+    out: dict[str, Any] = {"dataset": name, "root": str(Path(root).resolve()) if root else ""}
+    if root and Path(root).is_dir():
+        files = sorted(q for q in Path(root).rglob("*") if q.is_file())
+        out["files"] = [(str(q.relative_to(root)), q.stat().st_size, q.stat().st_mtime_ns) for q in files]
+    return out
+
+
+def search_inputs(cfg: SearchConfig, inject: Mapping[str, Any]) -> dict[str, str]:
+    """Identity of everything outside the config that determines the search's result, by content hash: the
+    benchmark table and its devices file or the profiling rows, the dataset, the predictor file (or injected
+    predictor), the init weights, the space, and the torch / modnas_ops versions."""
+    from . import __version__
+    from .benchmarks import DEVICES_FILE
+
+    ids: dict[str, Any] = {"space": cfg.space, "torch": torch.__version__, "modnas_ops": __version__}
+    if cfg.mode == "benchmark":
+        prefix = "search.benchmark"
+        if inject.get("table") is not None:
+            ids["table"] = content_hash(inject["table"])
+        else:
+            path = _table_file(cfg)
+            ids["table"] = file_hash(path, f"{prefix}.table")
+            devices = path.parent / DEVICES_FILE
+            ids["devices_file"] = file_hash(devices, f"{prefix}.table") if devices.is_file() else ""
+    else:
+        s, prefix = cfg.supernet, "search.supernet"
+        ids["profile_rows"] = content_hash(inject.get("profile_rows"))
+        data = inject.get("data")
+        ids["data"] = content_hash(data) if data is not None else content_hash(_data_identity(s.dataset, s.data_root))
+        if s.init_weights:
+            ids["init_weights"] = file_hash(s.init_weights, f"{prefix}.init_weights")
+    predictor_file = cfg.benchmark.predictor if cfg.mode == "benchmark" else cfg.supernet.predictor
+    if inject.get("predictor") is not None:
+        ids["predictor"] = content_hash(inject["predictor"])
+    elif predictor_file:
+        ids["predictor"] = file_hash(predictor_file, f"{prefix}.predictor")
+    return {k: v if isinstance(v, str) else content_hash(v) for k, v in ids.items()}
+
+
+def checkpoint_path(cfg: SearchConfig, fingerprint: str) -> Path | None:
+    """Where the search with ``fingerprint`` keeps its checkpoint: one folder per fingerprint under
+    ``cfg.checkpoint_dir`` (different inputs never share a checkpoint); None without a checkpoint_dir."""
+    return Path(cfg.checkpoint_dir) / fingerprint / CHECKPOINT_FILE if cfg.checkpoint_dir else None
 
 
 @dataclass
@@ -236,6 +434,8 @@ class SearchResult:
     space: SearchSpace
     wall_time_s: float
     supernet: nn.Module | None = None  # supernet mode: the trained weight-sharing supernet
+    checkpoint: Path | None = None  # the search's checkpoint file (None without a checkpoint_dir)
+    fingerprint: str = ""
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------
@@ -246,13 +446,27 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_torch_save(state, path)
 
 
+CHECKPOINT_KEYS = ("fingerprint", "epoch", "architect", "scheduler", "objective", "history")
+
+
 def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` (``weights_only=True``) if it belongs to this config, else None."""
+    """The checkpoint at ``path`` (``weights_only=True``) of the unfinished search ``fingerprint``; None where
+    there is none or its search finished (a finished search is never resumed: a rerun starts afresh).
+    UserError naming the file where it is not a readable search checkpoint or belongs to another search."""
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
-        log.warning("ignoring checkpoint %s: written by a different search config", path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unpickling failure: corrupt, truncated or not ours
+        raise UserError(
+            f"{path}: not a readable search checkpoint ({type(e).__name__}); delete it to start afresh"
+        ) from None
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+        raise UserError(f"{path}: not a search checkpoint; delete it to start afresh")
+    if state["fingerprint"] != fingerprint:
+        raise UserError(f"{path}: checkpoint of another search (fingerprint {state['fingerprint']!r})")
+    if state.get("finished"):
+        log.info("checkpoint %s is of a finished search: starting a fresh search (not resuming)", path)
         return None
     return state
 
@@ -320,22 +534,93 @@ def model_optimum_metrics(
     return with_aggregates(out, objective.devices)
 
 
+def _load_predictor_file(cfg: SearchConfig) -> nn.Module | None:
+    """The MetaPredictor file the config names (None where it names none); UserError naming the field where
+    the file is missing, not a predictor, or of other shapes / hyperparameters."""
+    from .predictor import MetaPredictor
+
+    field_name = f"search.{cfg.mode}.predictor"
+    path = cfg.benchmark.predictor if cfg.mode == "benchmark" else cfg.supernet.predictor
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise UserError(f"{field_name}: {path}: no such file")
+    try:
+        return MetaPredictor.load(path)
+    except (ValueError, RuntimeError, TypeError, KeyError) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{field_name}: {text if text.startswith(path) else f'{path}: {text}'}") from None
+
+
+def _check_init_weights(cfg: SearchConfig) -> None:
+    """UserError naming ``search.supernet.init_weights`` where the file is missing or not a readable torch file
+    (a corrupt or foreign file is refused before any work; its fit to the search is checked on loading)."""
+    if cfg.mode == "supernet" and cfg.supernet.init_weights:
+        payload = _torch_file(cfg.supernet.init_weights, "search.supernet.init_weights")
+        if not isinstance(payload, dict):
+            raise UserError(f"search.supernet.init_weights: {cfg.supernet.init_weights}: not a supernet file")
+
+
+def _table_file(cfg: SearchConfig) -> Path:
+    """The benchmark table file the config (or $MODNAS_NB201_TABLE) names; UserError naming the field."""
+    from .benchmarks import resolve_table_path
+
+    try:
+        path = resolve_table_path(cfg.benchmark.table or None)
+    except ValueError as e:
+        raise UserError(f"search.benchmark.table: {str(e).splitlines()[0]}") from None
+    if path is None or not path.is_file():
+        raise UserError(
+            f"search.benchmark.table: {cfg.benchmark.table or '$MODNAS_NB201_TABLE'}: no benchmark table file "
+            "(pass a path or set $MODNAS_NB201_TABLE)"
+        )
+    return path
+
+
+def preflight(cfg: SearchConfig) -> None:
+    """The checks of :func:`run_search` that need no data, for entry points to run before expensive steps (a
+    quick profile): the benchmark table, predictor and init-weights files exist and are readable. UserError
+    naming the field otherwise. (The config fields themselves are validated on construction.)"""
+    if cfg.mode == "benchmark":
+        _table_file(cfg)
+    _load_predictor_file(cfg)
+    _check_init_weights(cfg)
+
+
 def run_search(
     cfg: SearchConfig,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    run_id: str = "",
+    on_resume: Callable[[dict[str, Any]], None] | None = None,
     **inject: Any,
 ) -> SearchResult:
     """Run (or resume) the search ``cfg`` describes; ``on_epoch(epoch, metrics)`` after each epoch's
     evaluation; ``inject``: prepared ``table`` / ``predictor`` (benchmark) or ``data`` / ``profile_rows`` /
-    ``predictor`` (supernet)."""
+    ``predictor`` (supernet).
+
+    With a ``checkpoint_dir`` the search checkpoints every epoch under its fingerprint (config + content hashes
+    of every input, :func:`search_inputs`) and resumes an unfinished checkpoint of the same fingerprint,
+    calling ``on_resume(state)`` first (``state["history"]``: the metrics of the epochs done, ``state["run_id"]``:
+    the ``run_id`` of the run that wrote it, e.g. an MLflow run to close). A finished search never resumes."""
     start = time.perf_counter()
     torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    device = check_torch_device(cfg.device)
     space = get_search_space(cfg.space)
-    fingerprint = config_fingerprint(cfg)
-    ckpt_path = Path(cfg.checkpoint_dir) / CHECKPOINT_FILE if cfg.checkpoint_dir else None
+    if inject.get("predictor") is None:
+        predictor = _load_predictor_file(cfg)
+        if predictor is not None:
+            inject["predictor"] = predictor
+    _check_init_weights(cfg)
+    fingerprint = config_fingerprint(cfg, search_inputs(cfg, inject))
+    ckpt_path = checkpoint_path(cfg, fingerprint)
+    if ckpt_path is not None:
+        from .cli import ensure_writable
+
+        ensure_writable(ckpt_path.parent, "search.checkpoint_dir")
     state = load_checkpoint(ckpt_path, fingerprint) if ckpt_path else None
+    if state is not None and on_resume is not None:
+        on_resume(state)
 
     objective = create_objective(cfg, space, device, **inject)
     if state is not None:
@@ -346,8 +631,9 @@ def run_search(
     num_objectives = len(objective.objectives)
     metrics_names = tuple(getattr(objective.predictor, "metrics", ()))
     if (ERROR, *metrics_names) != objective.objectives:
-        raise ValueError(
-            f"predictor metrics {metrics_names} do not match the objectives {objective.objectives[1:]}"
+        raise UserError(
+            f"search.{cfg.mode}.predictor: predictor metrics {metrics_names} do not match the objectives "
+            f"{objective.objectives[1:]}"
         )
 
     torch.manual_seed(cfg.seed)
@@ -359,7 +645,8 @@ def run_search(
         hcfg.kind,
         shape=space.shape,
         num_objectives=num_objectives,
-        embedding_dim=len(objective.devices[0].embedding),
+        embedding_dim=space.num_anchors,
+        mask=space.mask.tolist(),
         **kwargs,
     ).to(device)  # fmt: skip
     optimizer = torch.optim.Adam(hypernet.parameters(), lr=hcfg.lr, weight_decay=hcfg.weight_decay)
@@ -422,6 +709,8 @@ def run_search(
                 ckpt_path,
                 {
                     "fingerprint": fingerprint,
+                    "finished": epoch == cfg.epochs - 1,
+                    "run_id": run_id,
                     "epoch": epoch,
                     "architect": architect.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -448,6 +737,8 @@ def run_search(
         space=space,
         wall_time_s=final["wall_time_s"],
         supernet=objective.trained_supernet(),
+        checkpoint=ckpt_path,
+        fingerprint=fingerprint,
     )
 
 
@@ -463,11 +754,16 @@ __all__ = [
     "SupernetConfig",
     "SupernetObjective",
     "available_modes",
+    "check_torch_device",
+    "checkpoint_path",
     "config_fingerprint",
+    "content_hash",
     "create_objective",
     "evaluate_fronts",
     "load_checkpoint",
+    "preflight",
     "register_objective",
     "run_search",
     "save_checkpoint",
+    "search_inputs",
 ]

@@ -116,7 +116,12 @@ class ArchSpec:
 
 
 def sample_stratified(space: SearchSpace, rng: np.random.Generator) -> Genotype:
-    """Op-count histogram uniform over all compositions of E into K parts, then a uniform edge assignment."""
+    """Op-count histogram uniform over all compositions of E into K parts, then a uniform edge assignment
+    (cell spaces, whose decisions all choose among the same K ops: uniform samples concentrate on mixed cells
+    and miss the all-cheap / all-expensive ones). A space whose decisions have different choices has no op
+    histogram: uniform samples."""
+    if len(set(space.num_choices)) != 1:
+        return space.sample(rng)
     E, K = space.shape
     bars = np.sort(rng.choice(E + K - 1, size=K - 1, replace=False))  # stars and bars
     counts = np.diff(np.concatenate(([-1], bars, [E + K - 1]))) - 1  # (K,) sums to E
@@ -148,9 +153,9 @@ def select_architectures(
             if g not in seen:
                 seen.add(g)
                 out.append(ArchSpec(g, space.to_string(g), "anchor", "anchor"))
-    if num_archs > space.num_architectures - len(seen):
+    if num_archs > space.num_distinct_architectures - len(seen):
         raise ValueError(
-            f"num_archs={num_archs} exceeds the {space.num_architectures - len(seen)} architectures of "
+            f"num_archs={num_archs} exceeds the {space.num_distinct_architectures - len(seen)} architectures of "
             f"{space.name} left after the anchors"
         )
     rng = np.random.default_rng(seed)
@@ -160,7 +165,7 @@ def select_architectures(
         stratified = math.floor((i + 1) * stratified_fraction) > math.floor(i * stratified_fraction)
         name = "stratified" if stratified else "uniform"
         for _ in range(10_000):
-            g = SAMPLERS[name](space, rng)
+            g = space.canonical(SAMPLERS[name](space, rng))
             if g not in seen:
                 break
         else:

@@ -36,7 +36,6 @@ if str(ROOT) not in sys.path:
 
 from modnas_ops.baselines import TableEvaluator, evaluations_to_reach, get_baseline, run_to_target  # noqa: E402
 from modnas_ops.benchmarks import load_table  # noqa: E402
-from modnas_ops.devices import NUM_ANCHORS  # noqa: E402
 
 DEFAULT_METHODS = ("random", "local", "nsga2", "linas", "motpe")
 STAND_IN_FRACTION = 0.98
@@ -146,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         head = f"{d:<15}{table.split(d):<6}{hv_true:>8.4f}{target:>8.4f}  "
         print(head + "".join(f"{c:>{width + 6}}" for c in cells), flush=True)
 
-    modnas_cost = queries + NUM_ANCHORS * len(devices)
+    num_anchors = table.space.num_anchors
+    modnas_cost = queries + num_anchors * len(devices)
     print(f"\nCost for all {len(devices)} devices (mean over seeds; 1 evaluation = 1 accuracy query + 1 latency "
           "measurement on its device):")  # fmt: skip
     print(f"{'method':<{width}}{'accuracy q.':>12}{'latency m.':>12}{'total':>10}{'x MODNAS':>10}{'wall s':>9}"
@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{m:<{width}}{bound + f'{total:.0f}':>12}{bound + f'{total:.0f}':>12}{bound + f'{2 * total:.0f}':>10}"
               f"{bound + f'{2 * total / modnas_cost:.1f}':>10}{seconds[m]:>9.1f}{shared:>16.0f}{note}")  # fmt: skip
     print(
-        f"{'MODNAS':<{width}}{queries:>12.0f}{NUM_ANCHORS * len(devices):>12d}{modnas_cost:>10.0f}{1.0:>10.1f}"
-        f"{'':>9}  (one search: {queries:.0f} accuracy queries + {NUM_ANCHORS} anchors x {len(devices)} devices)"
+        f"{'MODNAS':<{width}}{queries:>12.0f}{num_anchors * len(devices):>12d}{modnas_cost:>10.0f}{1.0:>10.1f}"
+        f"{'':>9}  (one search: {queries:.0f} accuracy queries + {num_anchors} anchors x {len(devices)} devices)"
     )
     print("shared acc. q.: distinct archs a method evaluated over all devices up to each target, i.e. its accuracy"
           " queries if one accuracy cache were shared across its per-device runs")  # fmt: skip

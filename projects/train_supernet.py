@@ -3,8 +3,8 @@
     python -m projects.train_supernet [--config YAML] [--set key=value ...]
 
 Trains ``space.build_supernet(input_shape, num_classes, C=C, N=N)`` on the dataset's train split (one
-uniformly drawn architecture per step, exact one-hot op weights), logs per epoch ``train_loss`` and the mean / best valid error of fixed
-architectures, and saves the supernet (``supernet/supernet.pt``); a search starts from it with
+uniformly drawn architecture per step, exact one-hot op weights), logs per epoch ``train_loss`` and the mean /
+best valid error of fixed architectures, and saves the supernet (``supernet/supernet.pt``); a search starts from it with
 ``--set search.supernet.init_weights=<file>``. Bad input: one line on stderr, exit code 2, run FAILED.
 """
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the NB201 table (real, when MODNAS_NB201_TABLE is set) and an isolated MLflow store."""
+"""Shared fixtures and the test-only "toy" space: the NB201 table (real, when MODNAS_NB201_TABLE is set) and an
+isolated MLflow store."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import toy_space  # noqa: F401 - registers the ragged "toy" space, so registry-parametrised tests see two spaces
 
 TABLE_ENV = "MODNAS_NB201_TABLE"
 

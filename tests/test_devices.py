@@ -23,7 +23,13 @@ def test_embedding_is_min_max_of_the_anchors():
 )
 def test_bad_anchor_latencies(lat, message):
     with pytest.raises(ValueError, match=message):
-        anchor_embedding(lat)
+        anchor_embedding(lat, count=10)
+
+
+def test_anchor_count_comes_from_the_caller():
+    np.testing.assert_allclose(anchor_embedding([2.0, 1.0, 3.0]), [0.5, 0.0, 1.0])  # any space's A anchors
+    with pytest.raises(ValueError, match="at least 2 values"):
+        anchor_embedding([1.0])
 
 
 def test_device_roundtrip():

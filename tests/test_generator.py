@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from modnas_ops.devices import NUM_ANCHORS, Device, anchor_embedding
+from modnas_ops.devices import Device, anchor_embedding
 from modnas_ops.generator import (
     ParetoGenerator,
     TableErrorModel,
@@ -42,7 +42,7 @@ class FakePredictor(nn.Module):
         self.metrics = tuple(metrics)
         self.shape = tuple(shape)
         self.w = nn.Parameter(torch.rand(len(metrics), *shape, generator=g))  # (P, E, K)
-        self.v = nn.Parameter(torch.rand(len(metrics), NUM_ANCHORS, generator=g))  # (P, 10)
+        self.v = nn.Parameter(torch.rand(len(metrics), SPACE.num_anchors, generator=g))  # (P, 10)
 
     def forward(self, arch: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         e = self.shape[0]
@@ -66,14 +66,16 @@ class UnregisteredPredictor(FakePredictor):
 def _devices() -> dict[str, Device]:
     rng = np.random.default_rng(3)
     return {
-        name: Device(name, tuple(float(x) for x in rng.uniform(lo, 5 * lo, NUM_ANCHORS)))
+        name: Device(name, tuple(float(x) for x in rng.uniform(lo, 5 * lo, SPACE.num_anchors)))
         for name, lo in (("dev-a", 1.0), ("gpu:0 x", 0.05))
     }
 
 
 def _hypernetwork(num_objectives: int = 2) -> nn.Module:
     torch.manual_seed(0)
-    return create_hypernetwork("mlp", shape=SPACE.shape, num_objectives=num_objectives, hidden=16, init_std=1.0)
+    return create_hypernetwork(
+        "mlp", shape=SPACE.shape, num_objectives=num_objectives, embedding_dim=10, hidden=16, init_std=1.0
+    )
 
 
 def _generator(**kwargs) -> ParetoGenerator:
@@ -110,7 +112,7 @@ def test_predict_matches_direct_argmax_and_denormalised_predictions() -> None:
     assert list(out.columns) == ["arch", "nb201_index", "pred_error", "pred_latency_ms"]
     assert list(out.index) == list(inp.index)
 
-    lat = inp[anchor_columns()].to_numpy()
+    lat = inp[anchor_columns("latency_ms", 10)].to_numpy()
     prefs = inp[preference_columns(2)].to_numpy()
     emb = torch.as_tensor(np.stack([anchor_embedding(a) for a in lat]))
     r = torch.as_tensor(prefs / prefs.sum(axis=1, keepdims=True), dtype=torch.float32)
@@ -176,11 +178,14 @@ def test_bad_preferences_name_the_row(bad: list[float]) -> None:
     assert "input row 1:" in _one_line(excinfo)
 
 
-@pytest.mark.parametrize("bad", [np.ones(NUM_ANCHORS), -np.arange(1, NUM_ANCHORS + 1), np.full(NUM_ANCHORS, np.inf)])
+A = SPACE.num_anchors
+
+
+@pytest.mark.parametrize("bad", [np.ones(A), -np.arange(1, A + 1), np.full(A, np.inf)])
 def test_bad_anchors_name_the_row(bad: np.ndarray) -> None:
     gen = _generator()
     inp = _input(gen, n_prefs=3)
-    inp.loc[2, anchor_columns()] = bad
+    inp.loc[2, anchor_columns("latency_ms", 10)] = bad
     with pytest.raises(ValueError) as excinfo:
         gen.predict(inp)
     assert "input row 2: anchor_latency_ms" in _one_line(excinfo)
@@ -189,8 +194,8 @@ def test_bad_anchors_name_the_row(bad: np.ndarray) -> None:
 def test_energy_metric_is_denormalised_with_its_own_anchors() -> None:
     metrics = ("latency_ms", "energy_mj")
     pred = FakePredictor(SPACE.shape, metrics=metrics)
-    lat = np.linspace(1.0, 10.0, NUM_ANCHORS)
-    energy = np.linspace(50.0, 70.0, NUM_ANCHORS)
+    lat = np.linspace(1.0, 10.0, SPACE.num_anchors)
+    energy = np.linspace(50.0, 70.0, SPACE.num_anchors)
     gen = ParetoGenerator(
         _hypernetwork(3),
         "nb201",
@@ -198,7 +203,8 @@ def test_energy_metric_is_denormalised_with_its_own_anchors() -> None:
         predictor=pred,
         devices={"d": {"latency_ms": lat, "energy_mj": energy}},
     )
-    assert gen.input_columns == [*anchor_columns("latency_ms"), *anchor_columns("energy_mj"), *preference_columns(3)]
+    lat_cols, energy_cols = anchor_columns("latency_ms", 10), anchor_columns("energy_mj", 10)
+    assert gen.input_columns == [*lat_cols, *energy_cols, *preference_columns(3)]
     out = gen.predict(gen.make_input([[1.0, 1.0, 1.0]]))
     assert list(out.columns) == ["arch", "nb201_index", "pred_latency_ms", "pred_energy_mj"]
     g = SPACE.from_string(out["arch"][0])

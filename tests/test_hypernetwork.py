@@ -139,7 +139,7 @@ def test_bad_input(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown hypernetwork 'x'"):
         create_hypernetwork("x", shape=(6, 5))
     with pytest.raises(ValueError, match="num_objectives"):
-        create_hypernetwork("kernel", shape=(6, 5), num_objectives=1)
+        create_hypernetwork("kernel", shape=(6, 5), num_objectives=1, embedding_dim=10)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_hypernetwork(tmp_path / "missing.pt")
     bad = tmp_path / "bad.pt"

@@ -367,9 +367,9 @@ def test_latency_service_matches_predict_ms_and_validates(tmp_path, fitted) -> N
     np.testing.assert_allclose(out[LATENCY][:4], result.model.predict_ms(archs, d0.anchor_values[LATENCY]), rtol=1e-6)
     np.testing.assert_allclose(out[LATENCY][4:], result.model.predict_ms(archs, d1.anchor_values[LATENCY]), rtol=1e-6)
     with pytest.raises(ValueError, match="lacks columns anchor_latency_ms_9"):
-        service.predict(df.drop(columns=[anchor_columns()[9]]))
+        service.predict(df.drop(columns=[anchor_columns("latency_ms", 10)[9]]))
     bad = df.copy()
-    bad.loc[1, anchor_columns()[0]] = 0.0
+    bad.loc[1, anchor_columns("latency_ms", 10)[0]] = 0.0
     with pytest.raises(ValueError, match="input row 1"):
         service.predict(bad)
     with pytest.raises(ValueError, match="artifacts lack"):

@@ -13,47 +13,92 @@ SPACES = available_search_spaces()
 @pytest.mark.parametrize("name", SPACES)
 def test_shape_sample_one_hot_decode_roundtrip(name):
     space = get_search_space(name)
-    E, K = space.shape
-    assert (E, K) == (len(space.edges), len(space.ops))
+    D, K = space.shape
+    assert (D, K) == (len(space.decisions), max(len(d.choices) for d in space.decisions))
+    assert space.mask.shape == (D, K) and space.mask.sum() == sum(space.num_choices)
     rng = np.random.default_rng(0)
     for _ in range(50):
         g = space.sample(rng)
         oh = space.one_hot(g)
-        assert oh.shape == (E, K) and oh.sum() == E
+        assert oh.shape == (D, K) and oh.sum() == D
+        assert not oh[~space.mask].any()  # a masked choice is never encoded
         assert space.decode(oh) == g
         assert space.decode(torch.from_numpy(oh)) == g
-        assert space.from_string(space.to_string(g)) == g
+        assert space.from_string(space.to_string(g)) == space.canonical(g)
         assert space.from_index(space.index(g)) == g
 
 
 @pytest.mark.parametrize("name", SPACES)
-def test_one_hot_batch_matches_single(name):
+def test_samples_cover_every_valid_choice_and_no_masked_one(name):
     space = get_search_space(name)
-    rng = np.random.default_rng(1)
-    gs = [space.sample(rng) for _ in range(7)]
-    batch = space.one_hot_batch(gs)
-    assert batch.shape == (7, *space.shape)
-    for b, g in zip(batch, gs, strict=False):
-        np.testing.assert_array_equal(b, space.one_hot(g))
+    rng = np.random.default_rng(3)
+    seen = np.zeros(space.shape, dtype=bool)
+    for _ in range(400):
+        seen |= space.one_hot(space.sample(rng)).astype(bool)
+    np.testing.assert_array_equal(seen, space.mask)
 
 
 @pytest.mark.parametrize("name", SPACES)
-def test_neighbours_differ_on_one_edge(name):
+def test_decode_never_picks_a_masked_choice(name):
+    space = get_search_space(name)
+    w = np.where(space.mask, 0.0, 100.0)  # masked entries would win an unmasked argmax
+    w[np.arange(space.num_decisions), 0] = 1.0
+    assert space.decode(w) == (0,) * space.num_decisions
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_mixed_radix_index_enumerates_the_space(name):
+    space = get_search_space(name)
+    assert space.num_architectures == int(np.prod(space.num_choices))
+    if space.num_architectures <= 20_000:
+        idx = space.index_batch(np.asarray(list(space.all_genotypes())))
+        np.testing.assert_array_equal(idx, np.arange(space.num_architectures))
+    rng = np.random.default_rng(4)
+    gs = np.asarray([space.sample(rng) for _ in range(20)])
+    assert space.index_batch(gs).tolist() == [space.index(g) for g in gs]
+    with pytest.raises(ValueError, match="out of range"):
+        space.index_batch(np.asarray([space.num_choices]))
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_canonical_is_idempotent_and_strings_identify_architectures(name):
+    space = get_search_space(name)
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        g, h = space.sample(rng), space.sample(rng)
+        c = space.canonical(g)
+        assert space.canonical(c) == c
+        assert (space.to_string(g) == space.to_string(h)) == (c == space.canonical(h))
+
+
+def test_toy_inactive_choices_do_not_distinguish_architectures():
+    toy = get_search_space("toy")
+    assert toy.shape == (3, 4) and toy.num_choices == (2, 3, 4)
+    assert toy.canonical((0, 1, 3)) == (0, 1, 0) and toy.to_string((0, 1, 3)) == toy.to_string((0, 1, 0)) == "d1-k3"
+    assert toy.canonical((1, 1, 3)) == (1, 1, 3) and toy.to_string((1, 1, 3)) == "d2-k3-avgpool"
+    assert toy.index((1, 2, 3)) == 1 * 12 + 2 * 4 + 3 == toy.num_architectures - 1
+    with pytest.raises(ValueError, match="decision 0 \\(depth\\) out of range 0..1"):
+        toy.validate((2, 0, 0))
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_neighbours_differ_in_one_decision(name):
     space = get_search_space(name)
     g = space.sample(np.random.default_rng(2))
     nb = space.neighbours(g)
-    E, K = space.shape
-    assert len(nb) == E * (K - 1) == len(set(nb))
-    assert all(sum(a != b for a, b in zip(g, n, strict=False)) == 1 for n in nb)
+    assert len(nb) == sum(n - 1 for n in space.num_choices) == len(set(nb))
+    assert all(sum(a != b for a, b in zip(g, n, strict=True)) == 1 for n in nb)
+    assert all(space.validate(n) == n for n in nb)
 
 
 @pytest.mark.parametrize("name", SPACES)
-def test_anchors_are_valid_and_distinct(name):
+def test_anchors_are_valid_distinct_and_canonical(name):
     space = get_search_space(name)
     anchors = space.anchors()
-    assert len(anchors) == 10 and len(set(anchors)) == 10
+    assert space.num_anchors == len(anchors) >= 2 and len(set(anchors)) == len(anchors)
     for a in anchors:
-        space.validate(a)
+        assert space.canonical(a) == space.validate(a)
+    assert get_search_space("nb201").num_anchors == 10
 
 
 def test_unknown_space_names_the_choices():

@@ -106,7 +106,7 @@ def get_baseline(name: str, **kwargs: Any) -> Baseline:
 
 
 def sample_new(space: SearchSpace, rng: np.random.Generator, known: Collection[Genotype], n: int) -> list[Genotype]:
-    """Up to ``n`` distinct genotypes, uniformly at random among those not in ``known``.
+    """Up to ``n`` distinct canonical genotypes, at random among those not in ``known``.
 
     Rejection sampling first; when that stalls (a nearly exhausted space) the unknown genotypes are
     enumerated. Fewer than ``n`` come back only when fewer remain.
@@ -115,13 +115,13 @@ def sample_new(space: SearchSpace, rng: np.random.Generator, known: Collection[G
     chosen: set[Genotype] = set()
     tries = 0
     while len(out) < n and tries < 20 * n + 100:
-        g = space.sample(rng)
+        g = space.canonical(space.sample(rng))
         tries += 1
         if g not in known and g not in chosen:
             chosen.add(g)
             out.append(g)
     if len(out) < n and space.num_architectures <= _MAX_ENUMERATION:
-        rest = [g for g in space.all_genotypes() if g not in known and g not in chosen]
+        rest = [g for g in space.canonical_genotypes() if g not in known and g not in chosen]
         take = rng.permutation(len(rest))[: n - len(out)]
         out.extend(rest[int(i)] for i in take)
     return out

@@ -100,16 +100,17 @@ class BudgetedEvaluator:
         return self._cache.keys()
 
     def is_known(self, genotype: Sequence[int]) -> bool:
-        return tuple(int(x) for x in genotype) in self._cache
+        return self.space.canonical(genotype) in self._cache
 
     @property
     def space_exhausted(self) -> bool:
-        return len(self._cache) >= self.space.num_architectures
+        return len(self._cache) >= self.space.num_distinct_architectures
 
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(self, genotypes: Sequence[Sequence[int]]) -> np.ndarray:
-        """(n, M) objectives of ``genotypes``; new ones cost one evaluation each."""
-        gs = [self.space.validate(g) for g in genotypes]
+        """(n, M) objectives of ``genotypes``; new architectures cost one evaluation each (genotypes with the
+        same canonical form are one architecture)."""
+        gs = [self.space.canonical(g) for g in genotypes]
         new: list[Genotype] = []
         seen: set[Genotype] = set()
         for g in gs:

@@ -1,7 +1,7 @@
 """Evolutionary baselines through pymoo's ask-and-tell interface: NSGA-II, AGE-MOEA, U-NSGA-III.
 
-Integer encoding: one variable per edge in ``0..K-1``; SBX crossover and polynomial mutation act on floats
-and are rounded back to integers (pymoo's recipe for integer variables). Duplicates are eliminated against
+Integer encoding: one variable per decision in ``0..num_choices[d] - 1``; SBX crossover and polynomial mutation
+act on floats and are rounded back to integers (pymoo's recipe for integer variables). Duplicates are eliminated against
 the population *and* against every architecture evaluated so far, so each offspring costs one evaluation;
 when mating cannot produce enough new offspring (a nearly exhausted space), the batch is topped up with
 random unevaluated architectures.
@@ -33,11 +33,12 @@ from .budget import BudgetedEvaluator, BudgetExhausted
 
 
 class IntegerProblem(Problem):
-    """The search space as a pymoo problem: E integer variables in ``0..K-1``; evaluation happens outside."""
+    """The search space as a pymoo problem: D integer variables, decision d in ``0..num_choices[d] - 1``;
+    evaluation happens outside."""
 
     def __init__(self, space: SearchSpace, num_objectives: int) -> None:
-        E, K = space.shape
-        super().__init__(n_var=E, n_obj=num_objectives, xl=0, xu=K - 1, vtype=int)
+        xu = np.asarray(space.num_choices) - 1  # (D,)
+        super().__init__(n_var=space.num_decisions, n_obj=num_objectives, xl=np.zeros_like(xu), xu=xu, vtype=int)
 
 
 def to_genotypes(X: np.ndarray) -> list[Genotype]:

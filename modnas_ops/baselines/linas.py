@@ -49,7 +49,7 @@ def make_predictor(name: str) -> RegressorMixin:
 
 
 def features(space: SearchSpace, genotypes: list[Genotype] | np.ndarray) -> np.ndarray:
-    """(N, E*K) flattened one-hot encodings."""
+    """(N, D*K) flattened one-hot encodings."""
     return space.one_hot_batch(genotypes).reshape(len(genotypes), -1)
 
 
@@ -57,8 +57,8 @@ class PredictedProblem(Problem):
     """Integer problem whose objectives are the predictors' outputs; remembers every point it evaluated."""
 
     def __init__(self, space: SearchSpace, models: list[RegressorMixin]) -> None:
-        E, K = space.shape
-        super().__init__(n_var=E, n_obj=len(models), xl=0, xu=K - 1, vtype=int)
+        xu = np.asarray(space.num_choices) - 1  # (D,)
+        super().__init__(n_var=space.num_decisions, n_obj=len(models), xl=np.zeros_like(xu), xu=xu, vtype=int)
         self.space = space
         self.models = models
         self.seen_X: list[np.ndarray] = []

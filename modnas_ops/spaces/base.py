@@ -201,6 +201,17 @@ class SearchSpace(abc.ABC):
         for i in range(self.num_architectures):
             yield self.from_index(i)
 
+    def canonical_genotypes(self) -> Iterator[Genotype]:
+        """Every architecture once (its canonical genotype), in :meth:`index` order (small spaces only)."""
+        for g in self.all_genotypes():
+            if self.canonical(g) == g:
+                yield g
+
+    @property
+    def num_distinct_architectures(self) -> int:
+        """Architectures up to :meth:`canonical` (spaces with inactive choices override it with a count)."""
+        return self.num_architectures
+
     def neighbours(self, genotype: Sequence[int]) -> list[Genotype]:
         """All genotypes that differ from ``genotype`` in exactly one decision."""
         g = self.validate(genotype)
