@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import stat
 import tempfile
@@ -9,6 +11,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .errors import UserError
 
 _UMASK_LOCK = threading.Lock()
 
@@ -49,6 +53,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         write(tmp)
         os.chmod(tmp, new_file_mode(p))
         os.replace(tmp, p)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:  # disk full: one clear line naming the file (the old one stays intact)
+            raise UserError(f"{p}: no space left on device (not written; the previous file is intact)") from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -56,7 +64,16 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` that either fully replaces ``path`` or leaves it untouched."""
+    """``torch.save`` that either fully replaces ``path`` or leaves it untouched. Serialised in memory first and
+    written with a plain file write, so a full disk raises ``OSError(ENOSPC)`` (torch's own file writer reports
+    it as an unspecific RuntimeError)."""
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+
+    return atomic_write(path, write)

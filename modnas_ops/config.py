@@ -8,6 +8,7 @@ the annotated types; and raises :class:`ConfigError` with one line naming the of
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -16,11 +17,23 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad configuration file or field."""
+
+
+class FieldError(ConfigError):
+    """A bad value of one field, raised by a config's ``__post_init__``; :func:`load_config` reports it under the
+    field's full dotted name (``search.architect.sampler: ...``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -104,9 +117,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if value is None or isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -127,6 +143,8 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     kwargs = {name: _coerce(v, hints[name], prefix + name) for name, v in data.items()}
     try:
         return cls(**kwargs)
+    except FieldError as e:
+        raise ConfigError(f"{prefix}{e.field}: {e.message}") from None
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
@@ -141,7 +159,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {p} is not a text (UTF-8) YAML file") from None
+        except OSError as e:
+            raise ConfigError(f"config file {p}: cannot be read ({e.strerror or e})") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(loaded, dict):

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modnas_ops.cli import add_config_arguments, config_from_args, run_main
+from modnas_ops.cli import add_config_arguments, bad_input, config_from_args, run_main
+from modnas_ops.errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "baselines.yaml"
 TARGET_FRACTION = 0.98  # without a MODNAS run, the target HV is this fraction of the table's true HV
@@ -44,11 +45,13 @@ def benchmark_settings(cfg: Any) -> tuple[list[DeviceSetting], dict[str, str]]:
     from modnas_ops.baselines import TableEvaluator
     from modnas_ops.benchmarks import load_table
 
-    table = load_table(cfg.benchmark.table or None)
+    with bad_input("benchmark.table"):
+        table = load_table(cfg.benchmark.table or None)
     devices = cfg.benchmark.devices or table.devices
     settings = []
     for d in devices:
-        ev = TableEvaluator(table, d, cfg.benchmark.dataset)  # ValueError naming the known devices
+        with bad_input("benchmark.devices", (ValueError,)):
+            ev = TableEvaluator(table, d, cfg.benchmark.dataset)  # ValueError naming the known devices
         settings.append(DeviceSetting(d, ev, ev.normaliser(cfg.max_error), ev.true_hypervolume(cfg.max_error)))
     return settings, {"benchmark.path": str(table.path), "benchmark.rows": str(len(table))}
 
@@ -103,7 +106,7 @@ def read_modnas(run_id: str, devices: Sequence[str]) -> dict[str, float]:
     found = {d: metrics[f"hv/{d}"] for d in devices if f"hv/{d}" in metrics}
     if not found:
         hv_keys = sorted(k for k in metrics if k.startswith("hv/"))
-        raise ValueError(
+        raise UserError(
             f"MODNAS run {run_id} has no hv/<device> metric for {', '.join(devices)}; "
             f"it has: {', '.join(hv_keys) or 'no hv metrics'}"
         )
@@ -230,7 +233,7 @@ def _main(argv: Sequence[str] | None) -> int:
         for method in cfg.methods:
             need = baseline_class(method).min_objectives
             if need > len(names):
-                raise ValueError(f"{method} needs >= {need} objectives; this setting has {', '.join(names)}")
+                raise UserError(f"{method} needs >= {need} objectives; this setting has {', '.join(names)}")
         modnas = read_modnas(cfg.modnas_run_id, [s.name for s in settings]) if cfg.modnas_run_id else {}
 
         comparison: list[dict[str, Any]] = []
@@ -244,7 +247,7 @@ def _main(argv: Sequence[str] | None) -> int:
             }
             normaliser = s.normaliser or common_normaliser(list(histories.values()), cfg.max_error)
             if normaliser is None:
-                raise ValueError(
+                raise UserError(
                     f"{s.name}: too few distinct objective values with error < {cfg.max_error} % for an HV"
                 )
             modnas_hv = modnas.get(s.name)

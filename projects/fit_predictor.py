@@ -26,7 +26,8 @@ from typing import Any, Literal
 if not __package__:  # run as a script: import from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from modnas_ops.cli import add_config_arguments, config_from_args, run_main
+from modnas_ops.cli import add_config_arguments, bad_input, config_from_args, run_main
+from modnas_ops.errors import UserError
 from modnas_ops.predictor import FitConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "fit_predictor.yaml"
@@ -56,21 +57,21 @@ class FitPredictorConfig:
     def __post_init__(self) -> None:
         given = [n for n in ("profile_table", "profile_run_id", "benchmark") if getattr(self, n)]
         if len(given) > 1:
-            raise ValueError(f"give at most one data source, got {', '.join(given)}")
+            raise UserError(f"give at most one data source, got {', '.join(given)}")
         if self.source == "benchmark" and (self.profile_table or self.profile_run_id):
-            raise ValueError("source=benchmark reads the NB201 table; drop profile_table / profile_run_id")
+            raise UserError("source=benchmark reads the NB201 table; drop profile_table / profile_run_id")
         if self.source == "profile" and self.benchmark:
-            raise ValueError("source=profile reads a profiling table; drop benchmark")
+            raise UserError("source=profile reads a profiling table; drop benchmark")
         if self.quick_profile_archs < 1:
-            raise ValueError(f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
+            raise UserError(f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
         if len(self.split) != 3 or any(f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
-            raise ValueError(f"split must be 3 non-negative fractions summing to 1, got {list(self.split)}")
+            raise UserError(f"split must be 3 non-negative fractions summing to 1, got {list(self.split)}")
         if self.split[1] == 0 or self.split[2] == 0:
-            raise ValueError("split needs validation (early stopping) and test (metrics) archs")
+            raise UserError("split needs validation (early stopping) and test (metrics) archs")
         if len(set(self.devices)) != len(self.devices) or len(set(self.test_devices)) != len(self.test_devices):
-            raise ValueError("devices / test_devices list a device twice")
+            raise UserError("devices / test_devices list a device twice")
         if self.registered_model_name and not self.alias:
-            raise ValueError("alias must be set when registering the model")
+            raise UserError("alias must be set when registering the model")
 
 
 def _profile_rows(cfg: FitPredictorConfig) -> tuple[list[dict[str, Any]], str]:
@@ -78,14 +79,15 @@ def _profile_rows(cfg: FitPredictorConfig) -> tuple[list[dict[str, Any]], str]:
     from profiling.campaign import read_table
 
     if cfg.profile_table:
-        return read_table(cfg.profile_table), str(cfg.profile_table)
+        with bad_input(f"profile_table: {cfg.profile_table}"):
+            return read_table(cfg.profile_table), str(cfg.profile_table)
     if cfg.profile_run_id:
         from modnas_ops import tracking
 
         local = Path(tracking.download_artifacts(cfg.profile_run_id, "profile", tempfile.mkdtemp()))
         tables = sorted(local.rglob("*.csv")) if local.is_dir() else [local]
         if len(tables) != 1:
-            raise ValueError(f"run {cfg.profile_run_id}: expected one profile/*.csv artifact, found {len(tables)}")
+            raise UserError(f"run {cfg.profile_run_id}: expected one profile/*.csv artifact, found {len(tables)}")
         return read_table(tables[0]), f"runs:/{cfg.profile_run_id}/profile/{tables[0].name}"
     from modnas_ops.config import load_config
     from profiling.campaign import run_campaign
@@ -108,17 +110,20 @@ def _load_devices(cfg: FitPredictorConfig) -> tuple[list[Any], Any, str]:
     if cfg.benchmark or cfg.source == "benchmark":
         from modnas_ops.benchmarks import load_table
 
-        table = load_table(cfg.benchmark or None)
+        with bad_input("benchmark"):
+            table = load_table(cfg.benchmark or None)
         if cfg.test_devices:
-            raise ValueError("test_devices applies to profiling tables; the NB201 table's devices.json sets them")
-        devices = measurements_from_table(table, cfg.devices or None)
+            raise UserError("test_devices applies to profiling tables; the NB201 table's devices.json sets them")
+        with bad_input("devices", (ValueError,)):
+            devices = measurements_from_table(table, cfg.devices or None)
         return devices, table.space, str(table.path)
     rows, source = _profile_rows(cfg)
-    devices = measurements_from_profile(rows, cfg.space or None, test_devices=cfg.test_devices)
+    with bad_input(f"profile table {source}", (ValueError,)):
+        devices = measurements_from_profile(rows, cfg.space or None, test_devices=cfg.test_devices)
     known = [d.name for d in devices]
     unknown = [d for d in cfg.devices if d not in known]
     if unknown:
-        raise ValueError(f"unknown device {unknown[0]!r}; the table has: {', '.join(known)}")
+        raise UserError(f"devices: unknown device {unknown[0]!r}; the table has: {', '.join(known)}")
     if cfg.devices:
         devices = [d for d in devices if d.name in cfg.devices]
     space = get_search_space(cfg.space) if cfg.space else get_search_space(str(rows[0]["space"]))
@@ -200,7 +205,7 @@ def _main(argv: Sequence[str] | None) -> int:
             if cfg.plots:
                 figures.append((d.name, scatter_figure(d.name, d.split, true, pred, m)))
         if not summary:
-            raise ValueError("no device has >= 2 test architectures; profile more archs or change split")
+            raise UserError("no device has >= 2 test architectures; profile more archs or change split")
         metrics: dict[str, float] = {}
         for r in summary:
             for key in ("kendall_tau", "spearman", "mape"):

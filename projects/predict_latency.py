@@ -18,7 +18,8 @@ from pathlib import Path
 if not __package__:  # run as a script: import from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from modnas_ops.cli import run_main
+from modnas_ops.cli import bad_input, run_main
+from modnas_ops.errors import UserError
 
 
 def parse_anchors(text: str) -> list[float]:
@@ -28,14 +29,14 @@ def parse_anchors(text: str) -> list[float]:
         try:
             out.append(float(item))
         except ValueError:
-            raise ValueError(f"--anchors: {item.strip()!r} is not a number") from None
+            raise UserError(f"--anchors: {item.strip()!r} is not a number") from None
     return out
 
 
 def read_arch_file(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"--arch-file {p}: no such file")
+        raise UserError(f"--arch-file {p}: no such file")
     return [s for line in p.read_text().splitlines() if (s := line.strip()) and not s.startswith("#")]
 
 
@@ -49,14 +50,17 @@ def _main(argv: Sequence[str] | None) -> int:
     anchors = parse_anchors(args.anchors)
     archs = [a.strip() for a in args.arch if a.strip()] + (read_arch_file(args.arch_file) if args.arch_file else [])
     if not archs:
-        raise ValueError("no architectures: give --arch and/or --arch-file")
+        raise UserError("no architectures: give --arch and/or --arch-file")
 
     from modnas_ops.devices import validate_anchor_latencies
     from modnas_ops.predictor import MetaPredictor, predict_latency_ms
 
-    validate_anchor_latencies(anchors, what="--anchors")  # before the (slower) model load
-    model = MetaPredictor.load(args.model)
-    latency_ms = predict_latency_ms(model, anchors, archs)
+    with bad_input("--anchors", (ValueError,)):
+        validate_anchor_latencies(anchors, what="--anchors")  # before the (slower) model load
+    with bad_input(f"--model {args.model}"):
+        model = MetaPredictor.load(args.model)
+    with bad_input("--arch", (ValueError,)):
+        latency_ms = predict_latency_ms(model, anchors, archs)
     print("arch,latency_ms")
     for arch, ms in zip(archs, latency_ms, strict=True):
         print(f"{arch},{ms:.6g}")

@@ -18,7 +18,7 @@ from pathlib import Path
 if not __package__:  # run as a script: import from the repository root, and do not shadow stdlib ``profile``
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from modnas_ops.cli import add_config_arguments, config_from_args, run_main
+from modnas_ops.cli import add_config_arguments, bad_input, config_from_args, run_main
 from profiling.config import CampaignConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "profile.yaml"
@@ -39,10 +39,11 @@ def _main(argv: Sequence[str] | None) -> int:
     import pandas as pd
 
     from modnas_ops import tracking
-    from profiling.campaign import run_campaign
+    from profiling.campaign import TableError, run_campaign
 
     with tracking.start_run(cfg.run_name, cfg, experiment=cfg.experiment) as run:
-        result = run_campaign(cfg)
+        with bad_input("output", (TableError,)):  # the table file: unreadable, foreign or unwritable
+            result = run_campaign(cfg)
         df = pd.DataFrame(result.rows)
         tracking.log_artifact(result.path, "profile")
         tracking.log_dataset(

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from modnas_ops.cli import add_config_arguments, config_from_args, run_main
+from modnas_ops.cli import add_config_arguments, bad_input, config_from_args, run_main
+from modnas_ops.errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "true_front.yaml"
 
@@ -33,9 +34,9 @@ class TrueFrontConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_error <= 100.0:
-            raise ValueError(f"max_error must lie in (0, 100] percent, got {self.max_error}")
+            raise UserError(f"max_error must lie in (0, 100] percent, got {self.max_error}")
         if len(set(self.devices)) != len(self.devices):
-            raise ValueError(f"devices lists a device twice: {', '.join(self.devices)}")
+            raise UserError(f"devices lists a device twice: {', '.join(self.devices)}")
 
 
 def front_figure(table: Any, result: Any, max_error: float) -> Any:
@@ -74,10 +75,12 @@ def _main(argv: Sequence[str] | None) -> int:
     from modnas_ops.benchmarks import load_table, true_front
 
     with tracking.start_run(cfg.run_name, cfg, experiment=cfg.experiment) as run:
-        table = load_table(cfg.benchmark or None, cfg.devices_file or None)
+        with bad_input("benchmark"):
+            table = load_table(cfg.benchmark or None, cfg.devices_file or None)
         devices = cfg.devices or table.devices
-        for device in devices:
-            table.latency(device)  # unknown names fail before any work
+        with bad_input("devices", (ValueError,)):
+            for device in devices:
+                table.latency(device)  # unknown names fail before any work
         tracking.set_tags({"benchmark.path": table.path, "benchmark.rows": len(table)})
         results = [true_front(table, d, cfg.dataset, cfg.max_error) for d in tqdm(devices, desc="fronts")]
         tracking.log_metrics({f"hv_true/{r.device}": r.hv for r in results})

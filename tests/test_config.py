@@ -3,13 +3,18 @@ from typing import Literal
 
 import pytest
 
-from modnas_ops.config import ConfigError, config_to_dict, flatten_config, load_config
+from modnas_ops.config import ConfigError, FieldError, config_to_dict, flatten_config, load_config
+from modnas_ops.errors import UserError
 
 
 @dataclass(frozen=True)
 class Inner:
     lr: float = 0.1
     devices: tuple[str, ...] = ("a", "b")
+
+    def __post_init__(self) -> None:
+        if self.lr < 0:
+            raise FieldError("lr", f"must be >= 0, got {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ def test_defaults_yaml_and_overrides(tmp_path):
         ("verbose=maybe", "verbose: expected true/false"),
         ("split=[1, 2]", "split: expected 3 values, got 2"),
         ("split=[1, 2, x]", r"split\[2\]: expected a number"),
+        ("inner.lr=nan", "inner.lr: expected a finite number, got 'nan'"),
+        ("inner.lr=.inf", "inner.lr: expected a finite number"),
+        ("inner.lr=-1", r"^inner.lr: must be >= 0, got -1.0$"),
     ],
 )
 def test_bad_fields_name_the_field(override, message):
@@ -65,6 +73,14 @@ def test_missing_and_bad_files(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_config(Outer, bad)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\x80\x81\xfe\xff\x00")
+    with pytest.raises(ConfigError, match=f"config file {binary} is not a text"):
+        load_config(Outer, binary)
+
+
+def test_config_errors_are_user_errors():
+    assert issubclass(ConfigError, UserError) and issubclass(FieldError, ConfigError)
 
 
 def test_dict_and_flatten():
