@@ -1,6 +1,7 @@
 """MLflow tracking: the only module of the library that imports mlflow.
 
-Runs end FAILED on any exception (KILLED on Ctrl-C), never stuck RUNNING; configs are logged whole (flattened
+Runs end FAILED on any exception, KILLED on Ctrl-C or SIGTERM, never stuck RUNNING (a run a kill -9 left RUNNING is
+closed by the rerun that resumes its checkpoint, :func:`adopt_orphan`); configs are logged whole (flattened
 params + ``config.yaml``); tables go out as CSV artifacts; models are logged with explicit signatures and pip
 requirements and registered with aliases (stages are deprecated in MLflow 3).
 """
@@ -11,23 +12,47 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .config import config_to_dict, flatten_config
+from .errors import Terminated
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
 import mlflow.pyfunc
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`~modnas_ops.errors.Terminated` in the main thread (so ``finally``
+    blocks and :func:`start_run` close the run KILLED); the previous handler is restored after. A no-op off the
+    main thread (only it may set signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -38,25 +63,72 @@ def start_run(
     tags: Mapping[str, str] | None = None,
     nested: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Start (or, under ``mlflow run``, join) a run; log ``config`` whole; end FAILED on error.
+    """Start (or, under ``mlflow run``, join) a run; log ``config`` whole; end FINISHED, FAILED on error, KILLED
+    on Ctrl-C or SIGTERM (handled while the run is open, see :func:`sigterm_raises`).
 
     Inside ``mlflow run`` the environment names the run (``MLFLOW_RUN_ID``) and ``mlflow.start_run`` resumes it.
     """
     if experiment and not nested and "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(experiment)
-    run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
+    with sigterm_raises():
+        run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
+        try:
+            if config is not None:
+                log_config(config)
+            yield run
+        except KeyboardInterrupt:  # Ctrl-C and SIGTERM (Terminated)
+            mlflow.end_run(status="KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        else:
+            mlflow.end_run(status="FINISHED")
+
+
+def adopt_orphan(run_id: str, history: Sequence[Mapping[str, float]]) -> str:
+    """Take over from the run ``run_id`` whose search checkpoint the active run resumes: a run still RUNNING
+    (its process was killed with -9) is closed KILLED, and ``history`` (the checkpoint's per-epoch metrics, step
+    = their ``epoch``) is logged into the active run so its metric history is whole. Tags link the two runs.
+    Returns the old run's status ("" where this store does not know it)."""
+    from mlflow.entities import Metric
+
+    active = active_run_id()
+    client = MlflowClient()
+    status = ""
+    if run_id and run_id != active:
+        try:
+            status = client.get_run(run_id).info.status
+        except MlflowException:
+            log.warning("resumed checkpoint names run %s, which this tracking store does not know", run_id)
+        if status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+            log.info("closed the orphaned run %s (left RUNNING by a killed search) as KILLED", run_id)
+            status = "KILLED"
+        if status:
+            client.set_tag(run_id, "resumed_by_run_id", active)
+        mlflow.set_tag("resumed_from_run_id", run_id)
+    if run_id == active:  # the same run continues: its metrics are there already
+        return status
+    stamp = int(time.time() * 1000)
+    points = [
+        Metric(k, float(v), stamp, int(m.get("epoch", i)))
+        for i, m in enumerate(history)
+        for k, v in m.items()
+        if v is not None
+    ]
+    for i in range(0, len(points), 1000):
+        client.log_batch(active, metrics=points[i : i + 1000])
+    return status
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether the tracking store knows the run ``run_id``."""
     try:
-        if config is not None:
-            log_config(config)
-        yield run
-    except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
-    else:
-        mlflow.end_run(status="FINISHED")
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
 
 
 def active_run_id() -> str:
@@ -246,12 +318,10 @@ def log_metric_series(
 ) -> None:
     """A metric's whole series (e.g. ``hv`` with step = evaluations) in batched calls of <= 1000 points,
     to ``run_id`` or the active run (appended by the baselines helper)."""
-    import time as _time
-
     from mlflow.entities import Metric
 
     rid = run_id or active_run_id()
-    stamp = int(_time.time() * 1000)
+    stamp = int(time.time() * 1000)
     points = [Metric(key, float(v), stamp, int(s)) for v, s in zip(values, steps, strict=True)]
     client = MlflowClient()
     for i in range(0, len(points), 1000):

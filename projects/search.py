@@ -9,7 +9,11 @@ machine's CPU configs from a profiling table (``--profile-table``, the ``profile
 ``--benchmark`` (or ``projects/configs/search_nb201.yaml``) switches to benchmark mode on the NB201 table.
 Logs per epoch ``hv/<device>`` (+ ``hv_true``/``hv_ratio`` in benchmark mode), the losses, the fronts
 (``fronts/fronts.csv``, one PNG per device), the trained hypernetwork / predictor / error model files and
-the search checkpoint. Bad input: one line on stderr, exit code 2, run FAILED.
+the search checkpoint. Bad input: one line on stderr, exit code 2, run FAILED; every check that needs no data
+(config fields, files, devices, writable output and checkpoint folders) runs before the quick profile.
+Checkpoints live under ``search.checkpoint_dir/<fingerprint>/`` (config + content hashes of every input); a
+rerun resumes only an unfinished search with the same fingerprint, closes the killed run it resumes (KILLED)
+and copies that run's per-epoch metrics from the checkpoint, so the new run's history is whole.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import Any
 if not __package__:  # run as a script: import from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from modnas_ops.cli import add_config_arguments, config_from_args, run_main
+from modnas_ops.cli import add_config_arguments, bad_input, config_from_args, ensure_writable, run_main
+from modnas_ops.config import FieldError
+from modnas_ops.errors import UserError
 from modnas_ops.search import SearchConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "search.yaml"
@@ -50,13 +56,36 @@ class SearchRunConfig:
 
     def __post_init__(self) -> None:
         if self.profile_table and self.profile_run_id:
-            raise ValueError("give at most one of profile_table and profile_run_id")
+            raise FieldError("profile_table", "give at most one of profile_table and profile_run_id")
         if self.search.mode == "benchmark" and (self.profile_table or self.profile_run_id):
-            raise ValueError("benchmark mode reads the NB201 table; drop profile_table / profile_run_id")
+            raise FieldError(
+                "profile_table", "benchmark mode reads the NB201 table; drop profile_table / profile_run_id"
+            )
+        if self.profile_table and not Path(self.profile_table).is_file():
+            raise FieldError("profile_table", f"{self.profile_table}: no such file")
         if self.quick_profile_archs < 1:
-            raise ValueError(f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
+            raise FieldError("quick_profile_archs", f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
         if self.remeasure_rounds < 0:
-            raise ValueError(f"remeasure_rounds must be >= 0, got {self.remeasure_rounds}")
+            raise FieldError("remeasure_rounds", f"remeasure_rounds must be >= 0, got {self.remeasure_rounds}")
+
+
+def _preflight(cfg: SearchRunConfig) -> None:
+    """Every check that needs no data, before any run or profile: files named by the config, the profiling
+    run, and writable output, checkpoint and quick-profile folders (UserError naming the field)."""
+    from modnas_ops.search import preflight
+
+    preflight(cfg.search)
+    ensure_writable(cfg.output_dir, "output_dir")
+    if cfg.search.checkpoint_dir:
+        ensure_writable(cfg.search.checkpoint_dir, "search.checkpoint_dir")
+    quick_profile = cfg.search.mode == "supernet" and not (cfg.profile_table or cfg.profile_run_id)
+    if quick_profile:
+        ensure_writable(Path(cfg.quick_profile_output).parent, "quick_profile_output")
+    if cfg.profile_run_id:
+        from modnas_ops import tracking
+
+        if not tracking.run_exists(cfg.profile_run_id):
+            raise UserError(f"profile_run_id: no MLflow run {cfg.profile_run_id!r} in this tracking store")
 
 
 def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
@@ -64,17 +93,18 @@ def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
     from profiling.campaign import read_table
 
     if cfg.profile_table:
-        return read_table(cfg.profile_table), cfg.profile_table
+        with bad_input(f"profile_table: {cfg.profile_table}"):
+            return read_table(cfg.profile_table), cfg.profile_table
     if cfg.profile_run_id:
         from modnas_ops import tracking
 
-        local = Path(tracking.download_artifacts(cfg.profile_run_id, "profile", tempfile.mkdtemp()))
-        tables = sorted(local.rglob("*.csv")) if local.is_dir() else [local]
-        if len(tables) != 1:
-            raise ValueError(
-                f"run {cfg.profile_run_id}: expected one profile/*.csv artifact, found {len(tables)}"
-            )
-        return read_table(tables[0]), f"runs:/{cfg.profile_run_id}/profile/{tables[0].name}"
+        where = f"profile_run_id: run {cfg.profile_run_id}"
+        with bad_input(where, (ValueError, OSError, tracking.MlflowException)):
+            local = Path(tracking.download_artifacts(cfg.profile_run_id, "profile", tempfile.mkdtemp()))
+            tables = sorted(local.rglob("*.csv")) if local.is_dir() else [local]
+            if len(tables) != 1:
+                raise UserError(f"{where}: expected one profile/*.csv artifact, found {len(tables)}")
+            return read_table(tables[0]), f"runs:/{cfg.profile_run_id}/profile/{tables[0].name}"
     from modnas_ops.config import load_config
     from profiling.campaign import run_campaign
     from projects.profile import ProfileConfig
@@ -215,10 +245,11 @@ def _main(argv: Sequence[str] | None) -> int:
     extra += [f"profile_run_id={args.profile_run_id}"] if args.profile_run_id else []
     extra += ["search.mode=benchmark", f"search.benchmark.table={args.benchmark}"] if args.benchmark else []
     cfg = config_from_args(SearchRunConfig, args, extra)
+    _preflight(cfg)
 
     from modnas_ops import tracking
     from modnas_ops.hypernetwork import save_hypernetwork
-    from modnas_ops.search import CHECKPOINT_FILE, run_search
+    from modnas_ops.search import run_search
 
     out = Path(cfg.output_dir)
     with tracking.start_run(cfg.run_name, cfg, experiment=cfg.experiment) as run:
@@ -234,7 +265,15 @@ def _main(argv: Sequence[str] | None) -> int:
             keys = [k for k in metrics if k.startswith(("hv_ratio_mean/", "hv_ratio_min/", "hv_mean/"))]
             print(f"epoch {epoch}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in sorted(keys)), flush=True)
 
-        result = run_search(cfg.search, on_epoch=on_epoch, **inject)
+        def on_resume(state: dict[str, Any]) -> None:
+            old = str(state.get("run_id", ""))
+            status = tracking.adopt_orphan(old, state["history"])
+            print(
+                f"resuming the search at epoch {int(state['epoch']) + 1} (checkpoint of run {old or '?'}, "
+                f"{status or 'unknown'}); its {len(state['history'])} epochs' metrics copied into this run"
+            )
+
+        result = run_search(cfg.search, on_epoch=on_epoch, run_id=run.info.run_id, on_resume=on_resume, **inject)
         tracking.log_metrics(result.metrics, step=cfg.search.epochs)
         tracking.log_table(result.fronts, "fronts/fronts.csv")
         out.mkdir(parents=True, exist_ok=True)
@@ -246,8 +285,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 files.append(out / name)
         for f in files:
             tracking.log_artifact(f, "model")
-        if cfg.search.checkpoint_dir and (Path(cfg.search.checkpoint_dir) / CHECKPOINT_FILE).is_file():
-            tracking.log_artifact(Path(cfg.search.checkpoint_dir) / CHECKPOINT_FILE, "checkpoint")
+        if result.checkpoint is not None and result.checkpoint.is_file():
+            tracking.log_artifact(result.checkpoint, "checkpoint")
+        tracking.set_tags({"search.fingerprint": result.fingerprint})
         fronts = _with_preferences(result.fronts, cfg.search.num_rays, len(result.objectives))
         if cfg.search.mode == "supernet" and result.supernet is not None and cfg.remeasure_rounds:
             fronts = _remeasure(cfg, result, fronts)
