@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
-from .devices import Device, anchor_columns
+from .devices import Device, anchor_columns, anchor_embedding
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
 from .pareto import preference_rays
 from .predictor import denormalise
@@ -362,11 +362,8 @@ class ParetoGenerator:
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
         """Argmax architecture and predicted objectives per input row (output index = input index)."""
         prefs, anchors = self._parse(df)
-        lat = anchors[LATENCY]  # (N, 10)
-        lo_lat, hi_lat = lat.min(axis=1, keepdims=True), lat.max(axis=1, keepdims=True)
-        embedding = ((lat - lo_lat) / (hi_lat - lo_lat)).astype(
-            np.float32
-        )  # (N, 10), as devices.anchor_embedding
+        lat = anchors[LATENCY]  # (N, A)
+        embedding = np.stack([anchor_embedding(a) for a in lat]) if len(lat) else np.zeros(lat.shape, np.float32)
         genotypes, metric_out, error_out = self._run(prefs.astype(np.float32), embedding)
         out: dict[str, Any] = {"arch": [self.space.to_string(g) for g in genotypes]}
         if self.space.benchmark_index_name:
@@ -384,7 +381,6 @@ class ParetoGenerator:
         self, prefs: np.ndarray, embedding: np.ndarray
     ) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray | None]:
         n = len(prefs)
-        _, k = self.space.shape
         genotypes: list[tuple[int, ...]] = []
         metric_out = np.zeros((n, len(self.metrics)), dtype=np.float64)
         error_out = np.zeros(n, dtype=np.float64) if self.error_model is not None else None
@@ -397,15 +393,15 @@ class ParetoGenerator:
                     raise ValueError(
                         f"generator: hypernetwork logits {tuple(logits.shape)}, expected (B, *{self.space.shape})"
                     )
-                idx = logits.argmax(dim=-1)  # (B, E)
-                arch = nn.functional.one_hot(idx, k).to(torch.float32)  # (B, E, K)
-                genotypes.extend(tuple(int(x) for x in row) for row in idx.cpu().tolist())
+                batch = [self.space.canonical(row) for row in logits.argmax(dim=-1).cpu().tolist()]  # masked argmax
+                arch = torch.from_numpy(self.space.one_hot_batch(batch)).to(self.device)  # (B, D, K)
+                genotypes.extend(batch)
                 if self.predictor is not None:
                     y = self.predictor(arch, d)  # (B, num_metrics)
-                    metric_out[s : s + len(idx)] = y.reshape(len(idx), -1).double().cpu().numpy()
+                    metric_out[s : s + len(batch)] = y.reshape(len(batch), -1).double().cpu().numpy()
                 if error_out is not None:
                     err = self.error_model(arch)  # (B,)
-                    error_out[s : s + len(idx)] = torch.as_tensor(err).reshape(-1).double().cpu().numpy()
+                    error_out[s : s + len(batch)] = torch.as_tensor(err).reshape(-1).double().cpu().numpy()
         return genotypes, metric_out, error_out
 
     def front(self, preferences: Any, devices: Sequence[str] | None = None) -> pd.DataFrame:

@@ -41,21 +41,23 @@ class IntegerProblem(Problem):
         super().__init__(n_var=space.num_decisions, n_obj=num_objectives, xl=np.zeros_like(xu), xu=xu, vtype=int)
 
 
-def to_genotypes(X: np.ndarray) -> list[Genotype]:
-    """Rows of a pymoo decision matrix (N, E) as genotypes."""
-    G = np.rint(np.asarray(X, dtype=np.float64)).astype(np.int64)  # (N, E)
-    return [tuple(row) for row in G.tolist()]
+def to_genotypes(X: np.ndarray, space: SearchSpace) -> list[Genotype]:
+    """Rows of a pymoo decision matrix (N, D) as canonical genotypes (one key per architecture)."""
+    G = np.rint(np.asarray(X, dtype=np.float64)).astype(np.int64)  # (N, D)
+    return [space.canonical(row) for row in G.tolist()]
 
 
 class KnownDuplicates(DuplicateElimination):
-    """Marks repeats within a population, against ``other`` populations, and against an archive."""
+    """Marks repeats (same canonical architecture) within a population, against ``other`` populations, and
+    against an archive."""
 
-    def __init__(self, known: Any) -> None:
+    def __init__(self, known: Any, space: SearchSpace) -> None:
         super().__init__()
         self.known = known
+        self.space = space
 
     def _do(self, pop: Population, other: Population | None, is_duplicate: np.ndarray) -> np.ndarray:
-        keys = to_genotypes(pop.get("X"))
+        keys = to_genotypes(pop.get("X"), self.space)
         if other is None:
             seen: set[Genotype] = set()
             for i, k in enumerate(keys):
@@ -63,7 +65,7 @@ class KnownDuplicates(DuplicateElimination):
                     is_duplicate[i] = True
                 seen.add(k)
         else:
-            others = set(to_genotypes(other.get("X")))
+            others = set(to_genotypes(other.get("X"), self.space))
             for i, k in enumerate(keys):
                 if k in others:
                     is_duplicate[i] = True
@@ -116,14 +118,14 @@ class PymooBaseline(Baseline):
         if not initial:
             raise BudgetExhausted("space")
         algorithm = self.make_algorithm(
-            evaluator.num_objectives, np.asarray(initial, dtype=np.int64), KnownDuplicates(evaluator.known)
+            evaluator.num_objectives, np.asarray(initial, dtype=np.int64), KnownDuplicates(evaluator.known, space)
         )
         algorithm.setup(problem, seed=seed, termination=NoTermination(), verbose=False)
         batch_size = len(initial)  # the initial population, then n_offsprings per generation
         while True:
             pop = algorithm.ask()
             pop = Population.empty() if pop is None else pop
-            genotypes = to_genotypes(pop.get("X")) if len(pop) else []
+            genotypes = to_genotypes(pop.get("X"), space) if len(pop) else []
             missing = batch_size - len(genotypes)
             if missing > 0:
                 extra = sample_new(space, rng, set(evaluator.known) | set(genotypes), missing)

@@ -151,7 +151,7 @@ class LINAS(NSGA2Baseline):
         """Best unmeasured architectures found by NSGA-II on the predictors."""
         problem = PredictedProblem(space, models)
         start = np.asarray([genotypes[i] for i in select_best(F, self.population_size)], dtype=np.int64)
-        algorithm = self.make_algorithm(len(models), start, KnownDuplicates(()))
+        algorithm = self.make_algorithm(len(models), start, KnownDuplicates((), space))
         algorithm.mating.n_max_iterations = INNER_MATING_TRIES
         minimize(
             problem,
@@ -160,7 +160,7 @@ class LINAS(NSGA2Baseline):
             seed=int(rng.integers(2**31)),
             verbose=False,
         )
-        seen_G = to_genotypes(np.concatenate(problem.seen_X))
+        seen_G = to_genotypes(np.concatenate(problem.seen_X), space)
         seen_F = np.concatenate(problem.seen_F)  # (S, M)
         first: dict[Genotype, int] = {}
         for i, g in enumerate(seen_G):
