@@ -112,6 +112,21 @@ class BenchmarkTable:
                 f"unknown device {device!r} in {self.path.name}; known: {', '.join(self.latency_ms)}"
             ) from None
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Hardware metrics the table measures (NB201's table: latency only)."""
+        return ("latency_ms",)
+
+    def metric(self, device: str, metric: str) -> np.ndarray:
+        """(N,) values of a hardware ``metric`` on ``device``."""
+        if metric not in self.metrics:
+            raise ValueError(f"{self.path.name} has no metric {metric!r}; it has {', '.join(self.metrics)}")
+        return self.latency(device)
+
+    def anchor_values(self, device: str, metric: str) -> np.ndarray:
+        """(A,) values of ``metric`` of the anchor architectures on ``device``."""
+        return self.metric(device, metric)[list(self.anchor_indices)]
+
     def split(self, device: str) -> str:
         """'train', 'test' or 'other' (a latency column devices.json does not list)."""
         self.latency(device)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..architect import Architect, DeviceBatch
+from ..devices import anchor_embedding
 from ..pareto import MODNAS_MAX_ERROR, pareto_mask
 from ..predictor import denormalise
 from ..spaces import Genotype, SearchSpace
@@ -37,15 +38,26 @@ LATENCY = "latency_ms"
 
 @dataclass(frozen=True, eq=False)
 class SearchDevice:
-    """A device as the search sees it: name, split, anchor latencies (10,) ms, embedding (10,), and the
-    per-objective normalisation bounds lo, hi (M,) of [error, hardware metrics...]."""
+    """A device as the search sees it: name, split, its anchors' raw values per hardware metric
+    (``{metric: (A,)}``, latency always), the embedding (A,) of the anchor latencies, and the per-objective
+    normalisation bounds lo, hi (M,) of [error, hardware metrics...] (empty until fitted)."""
 
     name: str
     split: str  # train | test
-    anchor_latency_ms: np.ndarray
-    embedding: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
+    anchors: Mapping[str, np.ndarray]
+    lo: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hi: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    embedding: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "embedding", anchor_embedding(self.anchors[LATENCY]))
+
+    @property
+    def anchor_latency_ms(self) -> np.ndarray:
+        return np.asarray(self.anchors[LATENCY], dtype=np.float64)
+
+    def with_bounds(self, lo: Sequence[float], hi: Sequence[float]) -> SearchDevice:
+        return SearchDevice(self.name, self.split, self.anchors, np.asarray(lo, float), np.asarray(hi, float))
 
 
 
@@ -54,7 +66,6 @@ class ErrorObjective(abc.ABC):
     training, and the judgement of found architectures (true or measured objectives + hypervolumes)."""
 
     name: ClassVar[str]
-    objectives: tuple[str, ...] = (ERROR, LATENCY)
 
     def __init__(self, cfg: SearchConfig, space: SearchSpace, device: torch.device) -> None:
         self.cfg = cfg
@@ -62,6 +73,15 @@ class ErrorObjective(abc.ABC):
         self.device = device
         self.predictor: nn.Module
         self.devices: list[SearchDevice] = []
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """Error plus every hardware metric the predictor was fitted on (known after :meth:`setup`)."""
+        return (ERROR, *self.metrics)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(self.predictor.metrics)
 
     @abc.abstractmethod
     def setup(self, rng: np.random.Generator) -> None:
@@ -129,12 +149,19 @@ class ErrorObjective(abc.ABC):
             for i in range(0, len(onehots), 4096):
                 x = onehots[i : i + 4096].to(self.device)
                 out.append(self.predictor(x, emb.expand(len(x), -1)).double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.objectives) - 1))
+        return np.concatenate(out) if out else np.zeros((0, len(self.metrics)))
 
-    def latency_ms(self, device: SearchDevice, normalised: np.ndarray) -> np.ndarray:
-        """Anchor-normalised latency back to ms with the device's anchors (kept positive, see
-        :func:`~modnas_ops.predictor.denormalise`)."""
-        return denormalise(normalised, device.anchor_latency_ms)
+    def hardware(self, device: SearchDevice, normalised: np.ndarray) -> np.ndarray:
+        """(N, num_metrics) anchor-normalised predictions back to raw units (ms, mJ, ...) with the device's
+        anchors of each metric (kept positive, see :func:`~modnas_ops.predictor.denormalise`)."""
+        return np.column_stack(
+            [denormalise(normalised[:, j], device.anchors[m]) for j, m in enumerate(self.metrics)]
+        ).reshape(len(normalised), len(self.metrics))
+
+    def fit_hardware_bounds(self, device: SearchDevice, normalised: np.ndarray) -> tuple[list[float], list[float]]:
+        """Per metric (min, max) of a device's normalised predictions (N, num_metrics) over a pool."""
+        spans = [fit_bounds(normalised[:, j], f"{device.name} predicted {m}") for j, m in enumerate(self.metrics)]
+        return [lo for lo, _ in spans], [hi for _, hi in spans]
 
 
 _OBJECTIVES: dict[str, type[ErrorObjective]] = {}

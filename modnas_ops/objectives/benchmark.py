@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..devices import anchor_embedding
 from ..pareto import MODNAS_MAX_ERROR
 from ..spaces import Genotype, SearchSpace
 from ..surrogate import ErrorSurrogate, QueryOracle, pareto_relevant
@@ -111,11 +110,14 @@ class BenchmarkObjective(ErrorObjective):
         self.timings = {"predictor_s": time.perf_counter() - t0}
         table = self.table
         devices = [(d, "train") for d in table.train_devices] + [(d, "test") for d in table.test_devices]
+        unknown = [x for x in self.metrics if x not in self.table.metrics]
+        if unknown:
+            raise ValueError(f"the predictor's metric {unknown[0]!r} is not a column of the benchmark table")
         self._hw = {}  # device -> (N, metrics) predicted, anchor-normalised
+        base = {}
         for name, split in devices:
-            a = np.asarray(table.anchor_latency_ms(name), dtype=np.float64)
-            dev = SearchDevice(name, split, a, anchor_embedding(a), np.zeros(2), np.ones(2))
-            self._hw[name] = self.predicted_hardware(dev, self.onehots)
+            base[name] = SearchDevice(name, split, {x: table.anchor_values(name, x) for x in self.metrics})
+            self._hw[name] = self.predicted_hardware(base[name], self.onehots)
         if self._restored is not None:  # resume: same queries, same surrogate, no new budget spent
             self.oracle.query(self._restored["queried"])
             self.surrogate = ErrorSurrogate(**_surrogate_hparams(self._restored["surrogate_hparams"]))
@@ -135,14 +137,9 @@ class BenchmarkObjective(ErrorObjective):
             raise ValueError("the accuracy surrogate predicts every architecture at >= 90 % error")
         err_lo, err_hi = fit_bounds(self.pred_error[ok], "predicted error")
         self.devices = []
-        for name, split in devices:
-            a = np.asarray(table.anchor_latency_ms(name), dtype=np.float64)
-            hw = self._hw[name][ok]  # (n, metrics)
-            lo = [err_lo] + [fit_bounds(hw[:, j], f"{name} metric {j}")[0] for j in range(hw.shape[1])]
-            hi = [err_hi] + [fit_bounds(hw[:, j], f"{name} metric {j}")[1] for j in range(hw.shape[1])]
-            self.devices.append(
-                SearchDevice(name, split, a, anchor_embedding(a), np.asarray(lo), np.asarray(hi))
-            )
+        for name, _ in devices:
+            lo, hi = self.fit_hardware_bounds(base[name], self._hw[name][ok])
+            self.devices.append(base[name].with_bounds([err_lo, *lo], [err_hi, *hi]))
 
     def _acquire(self, rng: np.random.Generator) -> ErrorSurrogate:
         """Initial uniform queries, then rounds of Pareto-relevant ones (predicted fronts of the devices)."""
@@ -189,8 +186,10 @@ class BenchmarkObjective(ErrorObjective):
         index = self.space.benchmark_index
         rows = np.asarray([index(g) for g in genotypes], dtype=np.int64)
         hw = self._hw[device.name][rows]  # (R, metrics) anchor-normalised
-        predicted = np.column_stack([self.pred_error[rows], self.latency_ms(device, hw[:, 0])])
-        true = np.column_stack([self.true_error[rows], np.asarray(self.table.latency(device.name))[rows]])
+        predicted = np.column_stack([self.pred_error[rows], self.hardware(device, hw)])
+        true = np.column_stack(
+            [self.true_error[rows], *[np.asarray(self.table.metric(device.name, x))[rows] for x in self.metrics]]
+        )
         found = evaluate_front(self.table, device.name, rows, dataset=self.bcfg.dataset)
         best = true_front(self.table, device.name, dataset=self.bcfg.dataset)
         metrics = {

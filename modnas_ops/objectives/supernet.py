@@ -16,10 +16,9 @@ import torch
 from torch import nn
 
 from ..architect import Architect, DeviceBatch
-from ..devices import anchor_embedding
 from ..pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume
 from ..spaces import Genotype, SearchSpace
-from .base import LATENCY, ErrorObjective, SearchDevice, fit_bounds, front_rows, register_objective
+from .base import LATENCY, ErrorObjective, SearchDevice, front_rows, register_objective
 
 if TYPE_CHECKING:
     from ..search import SearchConfig
@@ -137,21 +136,22 @@ class SupernetObjective(ErrorObjective):
         pool += [self.space.sample(rng) for _ in range(BOUNDS_POOL)]
         ref_onehots = torch.from_numpy(self.space.one_hot_batch(pool))
         max_ce = math.log(self.data.num_classes)
+        missing = [(m.name, x) for m in self.measured for x in self.metrics if x not in m.anchor_values]
+        if missing:
+            raise ValueError(f"device {missing[0][0]!r} has no anchor values of the predictor's {missing[0][1]}")
         self.devices = []
-        self._measured_ms: dict[str, dict[Genotype, float]] = {}
+        self._measured: dict[str, dict[str, dict[Genotype, float]]] = {}  # device -> metric -> arch -> value
         for m in self.measured:
-            a = np.asarray(m.anchor_values[LATENCY], dtype=np.float64)
-            dev = SearchDevice(m.name, m.split, a, anchor_embedding(a), np.zeros(2), np.ones(2))
-            hw = self.predicted_hardware(dev, ref_onehots)[:, 0]
-            lo_l, hi_l = fit_bounds(hw, f"{m.name} predicted latency")
-            self.devices.append(
-                SearchDevice(
-                    m.name, m.split, a, dev.embedding, np.array([0.0, lo_l]), np.array([max_ce, hi_l])
-                )
-            )
-            self._measured_ms[m.name] = {
-                tuple(int(x) for x in g): float(v)
-                for g, v in zip(m.genotypes, m.values[LATENCY], strict=True)
+            dev = SearchDevice(m.name, m.split, {x: np.asarray(m.anchor_values[x], np.float64) for x in self.metrics})
+            lo, hi = self.fit_hardware_bounds(dev, self.predicted_hardware(dev, ref_onehots))
+            self.devices.append(dev.with_bounds([0.0, *lo], [max_ce, *hi]))
+            self._measured[m.name] = {
+                x: {
+                    tuple(int(v) for v in g): float(y)
+                    for g, y in zip(m.genotypes, m.values[x], strict=True)
+                    if math.isfinite(y)
+                }
+                for x in self.metrics
             }
 
     def _load_predictor(self) -> nn.Module:
@@ -222,14 +222,14 @@ class SupernetObjective(ErrorObjective):
         uniq = sorted(set(genotypes) | set(self.reference))
         err = dict(zip(uniq, self.valid_error(uniq), strict=True))
         onehots = torch.from_numpy(self.space.one_hot_batch(uniq))
-        lat = dict(
-            zip(uniq, self.latency_ms(device, self.predicted_hardware(device, onehots)[:, 0]), strict=True)
-        )
-        measured = self._measured_ms.get(device.name, {})
-        judged_lat = {g: measured.get(g, lat[g]) for g in uniq}
+        hw = dict(zip(uniq, self.hardware(device, self.predicted_hardware(device, onehots)), strict=True))
+        measured = self._measured.get(device.name, {})
+        judged = {  # measured values where the profiling table has the architecture, else predicted
+            g: [measured.get(x, {}).get(g, hw[g][j]) for j, x in enumerate(self.metrics)] for g in uniq
+        }
 
         def points(gs: Sequence[Genotype]) -> np.ndarray:
-            return np.asarray([[err[g], judged_lat[g]] for g in gs], dtype=np.float64)
+            return np.asarray([[err[g], *judged[g]] for g in gs], dtype=np.float64)
 
         ref = points(self.reference)
         found = points(genotypes)
@@ -240,9 +240,9 @@ class SupernetObjective(ErrorObjective):
             return hypervolume(normaliser(F), normaliser.reference_point) if len(F) else 0.0
 
         metrics = {f"hv/{device.name}": hv(found), f"hv_reference/{device.name}": hv(ref)}
-        predicted = np.asarray([[err[g], lat[g]] for g in genotypes], dtype=np.float64)
+        predicted = np.asarray([[err[g], *hw[g]] for g in genotypes], dtype=np.float64)
         rows = front_rows(device, genotypes, self.space, predicted, found, self.objectives)
-        rows["latency_measured"] = [g in measured for g in genotypes]
+        rows["latency_measured"] = [g in measured.get(LATENCY, {}) for g in genotypes]
         return rows, metrics
 
     def trained_supernet(self) -> nn.Module | None:
