@@ -32,6 +32,7 @@ from torch import nn
 
 from .hypernetwork import HypernetworkBase
 from .mgd import combine
+from .registry import Registry
 from .sampling import Sampler
 
 log = logging.getLogger(__name__)
@@ -89,30 +90,16 @@ class DeviceBatch:
 # ---- scalarisations (registry) ---------------------------------------------------------------------------
 
 Scalarisation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_SCALARISATIONS: dict[str, Scalarisation] = {}
-
-
-def register_scalarisation(name: str) -> Callable[[Scalarisation], Scalarisation]:
-    def deco(fn: Scalarisation) -> Scalarisation:
-        if name in _SCALARISATIONS:
-            raise ValueError(f"scalarisation {name!r} is already registered")
-        _SCALARISATIONS[name] = fn
-        return fn
-
-    return deco
+SCALARISATIONS: Registry[Scalarisation] = Registry("scalarisation")
+register_scalarisation = SCALARISATIONS.register
 
 
 def available_scalarisations() -> list[str]:
-    return sorted(_SCALARISATIONS)
+    return SCALARISATIONS.names()
 
 
 def get_scalarisation(name: str) -> Scalarisation:
-    try:
-        return _SCALARISATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown scalarisation {name!r}; available: {', '.join(available_scalarisations())}"
-        ) from None
+    return SCALARISATIONS.get(name)
 
 
 @register_scalarisation("linear")

@@ -23,6 +23,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
+from .registry import Registry
+
 logger = logging.getLogger(__name__)
 
 CIFAR10_DIR = "cifar-10-batches-py"
@@ -179,20 +181,15 @@ def _cifar10(seed: int, root: str | Path | None) -> DataSplits:
     return load_cifar10(root, seed=seed)
 
 
-_DATASETS: dict[str, Callable[[int, str | Path | None], DataSplits]] = {
-    "digits": _digits,
-    "cifar10": _cifar10,
-}
+DATASETS: Registry[Callable[[int, str | Path | None], DataSplits]] = Registry("dataset")
+DATASETS.register("digits")(_digits)
+DATASETS.register("cifar10")(_cifar10)
 
 
 def available_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def get_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> DataSplits:
     """Splits of a registered dataset by name (``root``: where local data lives, e.g. for cifar10)."""
-    try:
-        loader = _DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}") from None
-    return loader(seed, root)
+    return DATASETS.get(name)(seed, root)

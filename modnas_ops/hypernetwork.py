@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from torch import nn
 
 from .atomic import atomic_torch_save
 from .pareto import das_dennis
+from .registry import Registry
 from .spaces import MASKED_LOGIT
 
 DEFAULT_RESOLUTION = {
@@ -35,7 +36,7 @@ DEFAULT_RESOLUTION = {
     4: 5,
 }  # Das-Dennis partitions per number of objectives (21, 45, 56 centres)
 
-_REGISTRY: dict[str, type[HypernetworkBase]] = {}
+HYPERNETWORKS: Registry[type[HypernetworkBase]] = Registry("hypernetwork")
 
 
 def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
@@ -113,25 +114,16 @@ def _output_layer(in_features: int, out_features: int, init_std: float) -> nn.Li
 
 
 def register_hypernetwork(cls: type[HypernetworkBase]) -> type[HypernetworkBase]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"hypernetwork {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return HYPERNETWORKS.register(cls.name)(cls)
 
 
 def available_hypernetworks() -> list[str]:
-    return sorted(_REGISTRY)
+    return HYPERNETWORKS.names()
 
 
 def create_hypernetwork(name: str, **kwargs: Any) -> HypernetworkBase:
     """A registered hypernetwork (``kernel``, ``mlp``) built with ``kwargs`` (shape, num_objectives, ...)."""
-    try:
-        cls: Callable[..., HypernetworkBase] = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown hypernetwork {name!r}; available: {', '.join(available_hypernetworks())}"
-        ) from None
-    return cls(**kwargs)
+    return HYPERNETWORKS.get(name)(**kwargs)
 
 
 @register_hypernetwork

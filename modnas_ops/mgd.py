@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .registry import Registry
+
 _EPS = 1e-12
 
 
@@ -116,21 +118,12 @@ class Combined:
     weights: torch.Tensor  # (T,)
 
 
-_COMBINERS: dict[str, Callable[..., Combined]] = {}
-
-
-def register_combiner(name: str) -> Callable[[Callable[..., Combined]], Callable[..., Combined]]:
-    def deco(fn: Callable[..., Combined]) -> Callable[..., Combined]:
-        if name in _COMBINERS:
-            raise ValueError(f"combiner {name!r} is already registered")
-        _COMBINERS[name] = fn
-        return fn
-
-    return deco
+COMBINERS: Registry[Callable[..., Combined]] = Registry("combine mode")
+register_combiner = COMBINERS.register
 
 
 def available_combiners() -> list[str]:
-    return sorted(_COMBINERS)
+    return COMBINERS.names()
 
 
 @register_combiner("mgd")
@@ -168,12 +161,7 @@ def combine(
         raise ValueError(f"combine: expected T >= 1 gradients of P values, got shape {tuple(g.shape)}")
     if not torch.isfinite(g).all():
         raise ValueError("combine: gradients contain NaN or inf")
-    try:
-        fn = _COMBINERS[mode]
-    except KeyError:
-        raise ValueError(
-            f"unknown combine mode {mode!r}; available: {', '.join(available_combiners())}"
-        ) from None
+    fn = COMBINERS.get(mode)
     g = g.detach()
     if normalize:
         g = normalise_rows(g)

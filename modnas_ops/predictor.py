@@ -42,6 +42,7 @@ from .atomic import atomic_torch_save
 from .devices import anchor_columns, anchor_embedding, validate_anchor_latencies
 from .errors import UserError
 from .predictor_baselines import ranking_metrics
+from .registry import Registry
 from .spaces import Genotype, SearchSpace, get_search_space
 
 log = logging.getLogger(__name__)
@@ -57,36 +58,23 @@ PROFILE_COLUMNS = ("space", "arch", "device", LATENCY, "role")
 
 # ---- networks ---------------------------------------------------------------------------------------------
 
-_NETS: dict[str, Callable[..., nn.Module]] = {}
+PREDICTOR_NETS: Registry[Callable[..., nn.Module]] = Registry("predictor net")
 
 
 def register_predictor_net(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: make a network available to :func:`create_predictor_net` under ``name``.
 
     The class is built as ``cls(space, num_metrics, hidden, layers)`` and maps
-    ``(arch (B, E, K), embedding (B, 10)) -> (B, num_metrics)`` standardised targets."""
-
-    def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in _NETS:
-            raise ValueError(f"predictor net {name!r} is already registered")
-        _NETS[name] = cls
-        return cls
-
-    return deco
+    ``(arch (B, D, K), embedding (B, A)) -> (B, num_metrics)`` standardised targets."""
+    return PREDICTOR_NETS.register(name)
 
 
 def available_predictor_nets() -> list[str]:
-    return sorted(_NETS)
+    return PREDICTOR_NETS.names()
 
 
 def create_predictor_net(name: str, space: SearchSpace, num_metrics: int, hidden: int, layers: int) -> nn.Module:
-    try:
-        cls = _NETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown predictor net {name!r}; available: {', '.join(available_predictor_nets())}"
-        ) from None
-    return cls(space, num_metrics, hidden, layers)
+    return PREDICTOR_NETS.get(name)(space, num_metrics, hidden, layers)
 
 
 def _mlp(in_features: int, hidden: int, layers: int, out_features: int | None = None) -> nn.Sequential:
@@ -609,7 +597,7 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.net not in _NETS:
+        if self.net not in PREDICTOR_NETS:
             raise ValueError(f"net {self.net!r} unknown; available: {', '.join(available_predictor_nets())}")
         for name in ("hidden", "layers", "ensemble", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:

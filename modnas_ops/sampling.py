@@ -22,12 +22,13 @@ the selected op of each edge; only the backward pass differs between estimators.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
-_REGISTRY: dict[str, type[Sampler]] = {}
+from .registry import Registry
+
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
 
 
 def _softmax_jvp_t(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -89,23 +90,16 @@ class Sampler(abc.ABC):
 
 
 def register_sampler(cls: type[Sampler]) -> type[Sampler]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"sampler {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return SAMPLERS.register(cls.name)(cls)
 
 
 def available_samplers() -> list[str]:
-    return sorted(_REGISTRY)
+    return SAMPLERS.names()
 
 
 def create_sampler(name: str, **kwargs: Any) -> Sampler:
     """A registered sampler by name (``reinmax``, ``gdas``) with its keyword arguments."""
-    try:
-        cls: Callable[..., Sampler] = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; available: {', '.join(available_samplers())}") from None
-    return cls(**kwargs)
+    return SAMPLERS.get(name)(**kwargs)
 
 
 @register_sampler

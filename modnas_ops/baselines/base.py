@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..registry import Registry
 from ..spaces import Genotype, SearchSpace
 from .budget import Budget, BudgetedEvaluator, BudgetExhausted
 from .evaluators import Evaluator
@@ -17,7 +18,7 @@ from .history import History
 
 log = logging.getLogger(__name__)
 
-_REGISTRY: dict[str, type[Baseline]] = {}
+BASELINES: Registry[type[Baseline]] = Registry("baseline")
 _MAX_ENUMERATION = 2_000_000  # spaces up to this size are enumerated when rejection sampling stalls
 
 
@@ -76,21 +77,15 @@ class Baseline(abc.ABC):
 
 def register_baseline(cls: type[Baseline]) -> type[Baseline]:
     """Class decorator: make ``cls`` available to :func:`get_baseline` under ``cls.name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"baseline {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return BASELINES.register(cls.name)(cls)
 
 
 def available_baselines() -> list[str]:
-    return sorted(_REGISTRY)
+    return BASELINES.names()
 
 
 def baseline_class(name: str) -> type[Baseline]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown baseline {name!r}; available: {', '.join(available_baselines())}") from None
+    return BASELINES.get(name)
 
 
 def get_baseline(name: str, **kwargs: Any) -> Baseline:

@@ -23,6 +23,7 @@ from ..architect import Architect, DeviceBatch
 from ..devices import anchor_embedding
 from ..pareto import MODNAS_MAX_ERROR, pareto_mask
 from ..predictor import denormalise
+from ..registry import Registry
 from ..spaces import Genotype, SearchSpace
 
 if TYPE_CHECKING:
@@ -164,18 +165,15 @@ class ErrorObjective(abc.ABC):
         return [lo for lo, _ in spans], [hi for _, hi in spans]
 
 
-_OBJECTIVES: dict[str, type[ErrorObjective]] = {}
+MODES: Registry[type[ErrorObjective]] = Registry("mode")
 
 
 def register_objective(cls: type[ErrorObjective]) -> type[ErrorObjective]:
-    if cls.name in _OBJECTIVES:
-        raise ValueError(f"error objective {cls.name!r} is already registered")
-    _OBJECTIVES[cls.name] = cls
-    return cls
+    return MODES.register(cls.name)(cls)
 
 
 def available_modes() -> list[str]:
-    return sorted(_OBJECTIVES)
+    return MODES.names()
 
 
 def create_objective(
@@ -183,11 +181,7 @@ def create_objective(
 ) -> ErrorObjective:
     """The mode's provider; ``inject`` hands in prepared pieces (``table``, ``predictor``, ``data``,
     ``profile_rows``) instead of loading or fitting them."""
-    try:
-        cls = _OBJECTIVES[cfg.mode]
-    except KeyError:
-        raise ValueError(f"unknown mode {cfg.mode!r}; available: {', '.join(available_modes())}") from None
-    return cls(cfg, space, device, **inject)
+    return MODES.get(cfg.mode)(cfg, space, device, **inject)
 
 
 def fit_bounds(values: np.ndarray, what: str) -> tuple[float, float]:
