@@ -22,14 +22,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .latency import DeviceConfig, Runner
+from .nvml import EnergyUnavailable, nvml_init
 
 log = logging.getLogger(__name__)
 
 RAPL_ROOT = Path("/sys/class/powercap")
-
-
-class EnergyUnavailable(RuntimeError):
-    """No usable energy counter; the message says why."""
 
 
 class EnergyMeter(Protocol):
@@ -104,36 +101,6 @@ class RaplMeter:
 # ---- NVML --------------------------------------------------------------------------------------------------
 
 
-def _import_pynvml() -> Any:
-    try:
-        import pynvml
-    except ImportError:
-        raise EnergyUnavailable("nvidia-ml-py (pynvml) is not installed") from None
-    return pynvml
-
-
-def _nvml_init() -> Any:
-    pynvml = _import_pynvml()
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        raise EnergyUnavailable(f"NVML not usable: {e}") from None
-    return pynvml
-
-
-def nvml_gpu_name(index: int = 0) -> str:
-    """GPU name through NVML, or "" when NVML is not usable."""
-    try:
-        pynvml = _nvml_init()
-    except EnergyUnavailable:
-        return ""
-    try:
-        name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(index))
-        return name.decode() if isinstance(name, bytes) else str(name)
-    except pynvml.NVMLError:
-        return ""
-
-
 @dataclass
 class NvmlEnergyMeter:
     """Total-energy counter (mJ) of one GPU."""
@@ -190,7 +157,7 @@ def integrate_power_mj(samples: list[tuple[float, float]]) -> float:
 
 
 def open_nvml_meter(config: DeviceConfig) -> EnergyMeter:
-    pynvml = _nvml_init()
+    pynvml = nvml_init()
     try:
         handle = pynvml.nvmlDeviceGetHandleByIndex(config.device_index)
     except pynvml.NVMLError as e:

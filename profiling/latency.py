@@ -41,6 +41,7 @@ from modnas_ops.errors import UserError
 
 from .config import check_number
 from .export import DEFAULT_EXPORTER, export_onnx
+from .nvml import nvml_gpu_name
 
 log = logging.getLogger(__name__)
 
@@ -438,8 +439,6 @@ def gpu_name(index: int = 0) -> str:
     """Name of GPU ``index`` via torch, else NVML, else ""."""
     if torch.cuda.is_available() and index < torch.cuda.device_count():
         return torch.cuda.get_device_name(index)
-    from .energy import nvml_gpu_name
-
     return nvml_gpu_name(index)
 
 
