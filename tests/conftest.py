@@ -13,6 +13,18 @@ import toy_space  # noqa: F401 - registers the ragged "toy" space, so registry-p
 TABLE_ENV = "MODNAS_NB201_TABLE"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.gpu`` tests run where torch sees CUDA and skip, saying so, everywhere else."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny networks run fastest and most predictably on one intra-op thread (CI has 2 shared cores)."""
