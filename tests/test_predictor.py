@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from modnas_ops.devices import anchor_embedding
+from modnas_ops.devices import anchor_columns, anchor_embedding
 from modnas_ops.predictor import (
     ENERGY,
     LATENCY,
@@ -16,8 +16,6 @@ from modnas_ops.predictor import (
     FitConfig,
     LatencyService,
     MetaPredictor,
-    anchor_columns,
-    arch_keys,
     available_predictor_nets,
     denormalise,
     evaluate_predictor,
@@ -219,7 +217,7 @@ def test_load_errors(tmp_path) -> None:
 def test_split_is_disjoint_complete_deterministic_and_keeps_anchors_in_train() -> None:
     devices = _synthetic_devices(2, 0, 200)
     s = split_architectures(SPACE, devices, (0.5, 0.25, 0.25), seed=3)
-    keys = set(arch_keys(SPACE, devices[0].genotypes).tolist())
+    keys = set(SPACE.index_batch(devices[0].genotypes).tolist())
     assert s.train | s.valid | s.test == keys
     assert not (s.train & s.valid) and not (s.train & s.test) and not (s.valid & s.test)
     assert {SPACE.index(g) for g in SPACE.anchors()} <= s.train
@@ -228,11 +226,6 @@ def test_split_is_disjoint_complete_deterministic_and_keeps_anchors_in_train() -
     assert s != split_architectures(SPACE, devices, (0.5, 0.25, 0.25), seed=4)
     with pytest.raises(ValueError, match="summing to 1"):
         split_architectures(SPACE, devices, (0.5, 0.5, 0.5))
-
-
-def test_arch_keys_match_space_index() -> None:
-    g = _genotypes(20, 1)
-    assert arch_keys(SPACE, g).tolist() == [SPACE.index(x) for x in g]
 
 
 def _profile_frame(devices: list[DeviceMeasurements]) -> pd.DataFrame:
@@ -260,8 +253,8 @@ def test_measurements_from_profile_roundtrip_with_energy() -> None:
     parsed = measurements_from_profile(_profile_frame(devices), test_devices=["dev1"])
     assert [d.name for d in parsed] == ["dev0", "dev1"] and [d.split for d in parsed] == ["train", "test"]
     for d, p in zip(devices, parsed, strict=True):
-        order = np.argsort(arch_keys(SPACE, d.genotypes))
-        got = np.argsort(arch_keys(SPACE, p.genotypes))
+        order = np.argsort(SPACE.index_batch(d.genotypes))
+        got = np.argsort(SPACE.index_batch(p.genotypes))
         np.testing.assert_allclose(p.values[LATENCY][got], d.values[LATENCY][order])
         np.testing.assert_allclose(p.anchor_values[ENERGY], d.anchor_values[ENERGY])
         np.testing.assert_allclose(p.embedding, anchor_embedding(d.anchor_values[LATENCY]))
