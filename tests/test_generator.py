@@ -13,19 +13,17 @@ import pytest
 import torch
 from torch import nn
 
-from modnas_ops.devices import Device, anchor_embedding
+from modnas_ops.devices import Device, anchor_columns, anchor_embedding
 from modnas_ops.generator import (
     ParetoGenerator,
     TableErrorModel,
-    anchor_columns,
-    check_alias,
-    device_alias,
     load_generator,
     preference_columns,
     register_component,
     save_generator,
 )
 from modnas_ops.hypernetwork import create_hypernetwork
+from modnas_ops.registration import check_alias, device_alias
 from modnas_ops.spaces import get_search_space
 
 SPACE = get_search_space("nb201")
@@ -259,7 +257,7 @@ def test_log_generator_loads_back_through_the_registry(mlflow_uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
     from modnas_ops import tracking
-    from modnas_ops.generator import log_generator, pip_requirements
+    from modnas_ops.registration import log_generator, pip_requirements
 
     gen = _generator()
     with tracking.start_run("gen-test"):
@@ -289,7 +287,7 @@ def test_register_architectures_logs_onnx_that_matches_torch(mlflow_uri: str) ->
     from mlflow.tracking import MlflowClient
 
     from modnas_ops import tracking
-    from modnas_ops.generator import register_architectures
+    from modnas_ops.registration import register_architectures
     from modnas_ops.spaces.nb201.supernet import SubNetwork
     from profiling.export import export_onnx
 
@@ -343,7 +341,7 @@ def test_register_architectures_logs_onnx_that_matches_torch(mlflow_uri: str) ->
 
 
 def test_register_architectures_rejects_bad_rows(mlflow_uri: str) -> None:
-    from modnas_ops.generator import register_architectures
+    from modnas_ops.registration import register_architectures
 
     def no_export(model: nn.Module, example: torch.Tensor) -> bytes:
         raise AssertionError("nothing should be exported")
