@@ -63,7 +63,6 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     from modnas_ops.baselines import MeasuredEvaluator, MemoisedEvaluator
     from modnas_ops.baselines.supernet_error import SupernetValidError, train_supernet_uniform
     from modnas_ops.data import get_dataset
-    from modnas_ops.supernet import Supernet, create_network
     from profiling.latency import Candidate, DeviceConfig, device_description, time_candidates
 
     e = cfg.embedded
@@ -73,7 +72,7 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     device = torch.device(e.torch_device)
     data = get_dataset(e.dataset, seed=cfg.seeds[0], root=e.data_root or None)
     torch.manual_seed(cfg.seeds[0])
-    supernet = Supernet(space, C=e.C, N=e.N, in_channels=data.input_shape[0], num_classes=data.num_classes)
+    supernet = space.build_supernet(data.input_shape, data.num_classes, C=e.C, N=e.N)
     supernet = supernet.to(device)
     losses = train_supernet_uniform(
         supernet, space, data.train, e.supernet_steps, device, batch_size=e.batch_size, lr=e.lr,
@@ -84,8 +83,7 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     error_fn = functools.cache(SupernetValidError(supernet, space, data.valid, device, e.eval_batch_size))
 
     def latency_fn(genotype: tuple[int, ...], config: Any) -> float:
-        model = create_network(space, genotype, C=e.C, N=e.N, in_channels=data.input_shape[0],
-                               num_classes=data.num_classes)  # fmt: skip
+        model = space.build_network(genotype, data.input_shape, data.num_classes, C=e.C, N=e.N)
         candidate = Candidate(space.to_string(genotype), model, tuple(data.input_shape))
         return time_candidates([candidate], config)[0].median_ms
 

@@ -196,7 +196,8 @@ def front_figure(rows: Any, device: str, hv: dict[str, float]) -> Any:
 def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
     """The generator as a pyfunc (anchors + preferences -> architecture) and, in supernet mode, the chosen
     subnets (trained weights) as ONNX models, each registered with ``cfg.alias``."""
-    from modnas_ops.generator import ParetoGenerator, log_generator, register_architectures
+    from modnas_ops.generator import ParetoGenerator
+    from modnas_ops.registration import log_generator, register_architectures
 
     if cfg.generator_model_name:
         gen = ParetoGenerator(
@@ -218,8 +219,7 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
         versions = register_architectures(
             chosen[["device", "arch", *[c for c in fronts.columns if c.startswith("pref_")], *objectives]],
             result.space,
-            {"C": s.C, "N": s.N, "in_channels": result.supernet.in_channels,
-             "num_classes": result.supernet.num_classes},
+            {"num_classes": result.supernet.build_args["num_classes"], **s.network_hparams()},
             export_fn=export_onnx,
             input_shape=(1, *_input_shape(cfg)),
             supernet=result.supernet,

@@ -37,7 +37,7 @@ def table_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cost_a = np.array([0.0, 0.1, 1.0, 3.0, 0.5])  # per op: none, skip, conv1x1, conv3x3, avg_pool
     cost_b = np.array([0.0, 0.3, 0.5, 1.0, 2.0])
     gain = np.array([0.0, 1.0, 3.0, 5.0, 2.0])
-    G = np.asarray([space.from_nb201_index(i) for i in range(space.num_architectures)])  # (N, E)
+    G = np.asarray([space.from_benchmark_index(i) for i in range(space.num_architectures)])  # (N, E)
     acc = 60.0 + gain[G].sum(1) + 0.01 * (np.arange(len(G)) % 7)
     lat_a, lat_b = 1.0 + cost_a[G].sum(1), 2.0 + cost_b[G].sum(1)
     lines = ["index,arch,cifar10_test_acc,latency_ms_dev_a,latency_ms_dev_b"]
