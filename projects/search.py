@@ -173,26 +173,6 @@ def _remeasure(cfg: SearchRunConfig, result: Any, fronts: Any) -> Any:
     return out
 
 
-def front_figure(rows: Any, device: str, hv: dict[str, float]) -> Any:
-    """Found architectures of one device: predicted and judged (true / measured) objectives."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 4), dpi=100)
-    ax = fig.add_subplot()
-    ax.scatter(rows["pred_latency_ms"], rows["pred_error"], s=14, marker="x", c="0.5", label="predicted")
-    on = rows["on_front"].to_numpy(bool)
-    off = {"s": 16, "c": "tab:orange", "label": "off the front"}
-    ax.scatter(rows["true_latency_ms"][~on], rows["true_error"][~on], **off)
-    front = rows[on].sort_values("true_latency_ms")
-    ax.plot(front["true_latency_ms"], front["true_error"], "o-", c="tab:blue", ms=4, label="found front")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("error (%)")
-    ax.set_title(f"{device}: " + ", ".join(f"{k} {v:.4f}" for k, v in hv.items()), fontsize=9)
-    ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.9)
-    return fig
-
-
 def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
     """The generator as a pyfunc (anchors + preferences -> architecture) and, in supernet mode, the chosen
     subnets (trained weights) as ONNX models, each registered with ``cfg.alias``."""
@@ -206,7 +186,7 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
             objectives=result.objectives,
             predictor=result.predictor,
             error_model=result.error_model,
-            devices={d.name: [float(x) for x in d.anchor_latency_ms] for d in result.devices},
+            devices={d.name: {m: [float(x) for x in a] for m, a in d.anchors.items()} for d in result.devices},
         )
         uri, version = log_generator(gen, registered_model_name=cfg.generator_model_name, alias=cfg.alias)
         print(f"generator: {uri} registered as models:/{cfg.generator_model_name}@{cfg.alias} (v{version})")
@@ -298,11 +278,14 @@ def _main(argv: Sequence[str] | None) -> int:
                 tracking.log_metrics({f"remeasured_mape/{d}": 100.0 * float(rel.mean())})
         _register(cfg, result, fronts)
         if cfg.plots:
+            from modnas_ops.plots import front_figure
+
             for d in result.devices:
                 hv = {k.split("/")[0]: v for k, v in result.metrics.items() if k.endswith(f"/{d.name}")}
                 hv = {k: v for k, v in hv.items() if k in ("hv", "hv_ratio", "hv_reference")}
                 rows = result.fronts[result.fronts["device"] == d.name]
-                tracking.log_figure(front_figure(rows, d.name, hv), f"fronts/{d.name}.png")
+                figure = front_figure(rows, d.name, hv, result.objectives)
+                tracking.log_figure(figure, f"fronts/{d.name}.png")
 
     m = result.metrics
     print(f"run {run.info.run_id}: {cfg.search.mode} search, {result.wall_time_s:.1f} s")

@@ -141,3 +141,22 @@ def test_three_objective_fake_world_optimum_is_found_per_ray(space_name: str, ar
     for t in range(2):
         for r in rays:
             assert torch.equal(arch.argmax_architectures(r[None], emb[t])[0], costs(err, pred, t, r).argmin(-1)), (t, r)
+
+
+@pytest.mark.parametrize(("m", "panels"), [(2, 1), (3, 3), (4, 6)])
+def test_front_figure_has_a_panel_per_pair_of_objectives(m: int, panels: int) -> None:
+    import pandas as pd
+
+    from modnas_ops.plots import front_figure
+
+    objectives = ("error", "latency_ms", "energy_mj", "memory_mb")[:m]
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({f"{k}_{o}": rng.uniform(1, 2, 6) for o in objectives for k in ("pred", "true")})
+    rows["on_front"] = [True, False] * 3
+    rows["true_latency_ms"] = 0.024  # a constant axis (the tiny-net case) is padded, not zoomed into noise
+    fig = front_figure(rows, "dev", {"hv": 0.5}, objectives)
+    axes = fig.get_axes()
+    assert len(axes) == panels
+    assert {(a.get_ylabel(), a.get_xlabel()) for a in axes} >= {("error (%)", "latency (ms)")}
+    lo, hi = axes[0].get_xlim()
+    assert hi - lo > 0.002

@@ -1,0 +1,59 @@
+"""Figures of a search (matplotlib's object API, no global pyplot state): one device's found architectures in
+every pair of objectives — one panel for M = 2, the M (M - 1) / 2 pairwise panels for M >= 3."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+UNITS = {"error": "error (%)", "latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}
+
+
+def axis_label(objective: str) -> str:
+    return UNITS.get(objective, objective)
+
+
+def front_figure(rows: Any, device: str, hv: Mapping[str, float], objectives: Sequence[str]) -> Any:
+    """Rows of one device (``pred_<o>``, ``true_<o>`` for every objective, ``on_front``): predicted points,
+    judged (true / measured) points, and the judged front, in every pair of objectives."""
+    from matplotlib.figure import Figure
+
+    pairs = list(itertools.combinations(objectives, 2))  # (error, metric) pairs first
+    cols = min(3, len(pairs))
+    nrows = math.ceil(len(pairs) / cols)
+    fig = Figure(figsize=(4.6 * cols, 3.9 * nrows), dpi=100)
+    on = rows["on_front"].to_numpy(bool)
+    for i, (y, x) in enumerate(pairs):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        ax.scatter(rows[f"pred_{x}"], rows[f"pred_{y}"], s=14, marker="x", c="0.5", label="predicted")
+        ax.scatter(rows[f"true_{x}"][~on], rows[f"true_{y}"][~on], s=16, c="tab:orange", label="off the front")
+        front = rows[on].sort_values(f"true_{x}")
+        style = "o-" if len(objectives) == 2 else "o"  # a 2-D projection of an M-D front is no staircase
+        ax.plot(front[f"true_{x}"], front[f"true_{y}"], style, c="tab:blue", ms=4, label="found front")
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(y))
+        _readable_limits(ax, np.concatenate([rows[f"pred_{x}"], rows[f"true_{x}"]]), "x")
+        if i == 0:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{device}: " + ", ".join(f"{k} {v:.4f}" for k, v in hv.items()), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _readable_limits(ax: Any, values: np.ndarray, axis: str) -> None:
+    """Pad a near-constant axis to +-5 % of its value, so matplotlib does not zoom into float noise."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo < 1e-3 * max(abs(hi), 1e-12):
+        pad = 0.05 * max(abs(hi), 1e-6)
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(lo - pad, hi + pad)
+
+
+__all__ = ["axis_label", "front_figure"]
