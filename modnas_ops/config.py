@@ -13,11 +13,14 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -205,3 +208,40 @@ def flatten_config(cfg: Any) -> dict[str, str]:
 
     walk("", config_to_dict(cfg))
     return out
+
+
+# ---- validation helpers of config dataclasses -----------------------------------------------------------
+
+
+def check_finite(cfg: Any) -> None:
+    """FieldError for the first float field of a config dataclass that is NaN or infinite."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        values = v if isinstance(v, tuple) else (v,)
+        if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+            raise FieldError(f.name, f"must be a finite number, got {v!r}")
+
+
+def check_registered(field_name: str, value: str, what: str, available: Sequence[str]) -> None:
+    if value not in available:
+        raise FieldError(field_name, f"unknown {what} {value!r}; available: {', '.join(available)}")
+
+
+def check_torch_device(name: str, field_name: str = "device") -> torch.device:
+    """The torch device ``name`` if this machine has it, else a FieldError naming ``field_name``."""
+    import torch
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise FieldError(field_name, f"{name!r} is not a torch device ({str(e).splitlines()[0]})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FieldError(field_name, f"{name!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise FieldError(field_name, f"{name!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+        return dev
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return dev
+    raise FieldError(field_name, f"{name!r}: device type {dev.type!r} is not available here (cpu or cuda)")

@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,14 +41,17 @@ from tqdm import tqdm
 
 from .architect import Architect, DeviceBatch, annealed_entropy_weight
 from .atomic import atomic_torch_save
-from .config import FieldError, config_to_dict
+from .config import FieldError, check_finite, check_registered, check_torch_device, config_to_dict
 from .errors import UserError
 from .hypernetwork import HypernetworkBase, create_hypernetwork
 from .objectives import (
     ERROR,
+    BenchmarkConfig,
     BenchmarkObjective,
     ErrorObjective,
+    SearchContext,
     SearchDevice,
+    SupernetConfig,
     SupernetObjective,
     available_modes,
     create_objective,
@@ -63,42 +65,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "search_checkpoint.pt"
 CHECKPOINT_VERSION = 2  # bump when the checkpoint layout or what the fingerprint covers changes
-
-# ---- validation helpers ------------------------------------------------------------------------------------
-
-
-def _check_finite(cfg: Any) -> None:
-    """FieldError for the first float field of a config dataclass that is NaN or infinite."""
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        values = v if isinstance(v, tuple) else (v,)
-        if any(isinstance(x, float) and not math.isfinite(x) for x in values):
-            raise FieldError(f.name, f"must be a finite number, got {v!r}")
-
-
-def _check_registered(field_name: str, value: str, what: str, available: Sequence[str]) -> None:
-    if value not in available:
-        raise FieldError(field_name, f"unknown {what} {value!r}; available: {', '.join(available)}")
-
-
-def check_torch_device(name: str, field_name: str = "device") -> torch.device:
-    """The torch device ``name`` if this machine has it, else a FieldError naming ``field_name``."""
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise FieldError(field_name, f"{name!r} is not a torch device ({str(e).splitlines()[0]})") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise FieldError(field_name, f"{name!r}: CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise FieldError(field_name, f"{name!r}: this machine has {torch.cuda.device_count()} CUDA devices")
-        return dev
-    if dev.type == "mps" and torch.backends.mps.is_available():
-        return dev
-    raise FieldError(field_name, f"{name!r}: device type {dev.type!r} is not available here (cpu or cuda)")
-
 
 # ---- configuration ---------------------------------------------------------------------------------------
 
@@ -117,8 +83,8 @@ class HypernetConfig:
     def __post_init__(self) -> None:
         from .hypernetwork import available_hypernetworks
 
-        _check_finite(self)
-        _check_registered("kind", self.kind, "hypernetwork", available_hypernetworks())
+        check_finite(self)
+        check_registered("kind", self.kind, "hypernetwork", available_hypernetworks())
         bad = self.hidden < 1 or self.resolution < 0 or self.init_std < 0 or self.weight_decay < 0
         if bad or not self.lr > 0:
             raise ValueError(
@@ -153,10 +119,10 @@ class ArchitectConfig:
         from .mgd import available_combiners
         from .sampling import available_samplers
 
-        _check_finite(self)
-        _check_registered("sampler", self.sampler, "sampler", available_samplers())
-        _check_registered("scalarisation", self.scalarisation, "scalarisation", available_scalarisations())
-        _check_registered("combine", self.combine, "gradient combination", available_combiners())
+        check_finite(self)
+        check_registered("sampler", self.sampler, "sampler", available_samplers())
+        check_registered("scalarisation", self.scalarisation, "scalarisation", available_scalarisations())
+        check_registered("combine", self.combine, "gradient combination", available_combiners())
         for name in ("tau", "tau_max", "tau_min"):
             if not getattr(self, name) > 0:
                 raise FieldError(name, f"must be > 0, got {getattr(self, name)}")
@@ -177,86 +143,6 @@ class ArchitectConfig:
             if self.sampler == "reinmax"
             else {"tau_max": self.tau_max, "tau_min": self.tau_min}
         )
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """Benchmark mode: the NB201 table, the query budget of the accuracy surrogate, the MetaPredictor."""
-
-    table: str = ""  # .csv.gz or its directory; "" = $MODNAS_NB201_TABLE
-    dataset: str = "cifar10"
-    query_budget: int = 1000  # architectures whose accuracy the search may read
-    initial_queries: int = 400  # uniform random first batch; the rest adaptively, in rounds
-    query_rounds: int = 6
-    max_fronts: int = 3  # adaptive queries: archs within this many predicted fronts of some device
-    surrogate_models: int = 3
-    surrogate_hidden: int = 128
-    surrogate_depth: int = 2
-    surrogate_epochs: int = 300
-    surrogate_gamma: float = 3.0  # residual kernel exp(-gamma * Hamming distance)
-    predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the train devices here
-    predictor_epochs: int = 40
-    acquisition_devices: Literal["all", "train"] = "all"  # whose predicted fronts steer the queries (test
-    # devices through their anchors only: zero-shot holds either way)
-
-    def __post_init__(self) -> None:
-        from .benchmarks import ACCURACY_COLUMNS
-
-        _check_finite(self)
-        _check_registered("dataset", self.dataset, "benchmark dataset", sorted(ACCURACY_COLUMNS))
-        if self.query_budget < 2 or not 1 <= self.initial_queries <= self.query_budget:
-            raise ValueError("benchmark: need query_budget >= 2 and 1 <= initial_queries <= query_budget")
-        if self.query_rounds < 0 or self.max_fronts < 1 or self.predictor_epochs < 1:
-            raise ValueError("benchmark: need query_rounds >= 0, max_fronts >= 1, predictor_epochs >= 1")
-        if self.surrogate_models < 1 or self.surrogate_epochs < 1 or not self.surrogate_gamma > 0:
-            raise ValueError(
-                "benchmark: need surrogate_models >= 1, surrogate_epochs >= 1, surrogate_gamma > 0"
-            )
-
-
-@dataclass(frozen=True)
-class SupernetConfig:
-    """Supernet mode: data, supernet size and weight optimizer, devices (profiling table) and predictor."""
-
-    dataset: str = "digits"  # digits | cifar10 (see modnas_ops.data)
-    data_root: str = ""
-    C: int = 8
-    N: int = 1
-    batch_size: int = 64
-    weight_lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    archs_per_weight_step: int = 2  # sampled architectures per supernet weight step
-    uniform_fraction: float = 0.5  # share of them drawn uniformly instead of from H (keeps every op trained)
-    warmup_epochs: int = 1  # weight steps only (hypernetwork frozen) for the first epochs
-    test_devices: tuple[str, ...] = ()  # devices of the profiling table held out (zero-shot)
-    predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the profiling table here
-    predictor_epochs: int = 300
-    init_weights: str = ""  # supernet file of projects/train_supernet.py to start from ("" = fresh weights)
-    dense_gradients: bool = True  # error term computes every choice (forward dense=True); False = selected only
-    reference_archs: int = 48  # random architectures that fix the HV normalisation per device
-    eval_batches: int = 0  # valid batches per front evaluation; 0 = the whole valid split
-
-    def __post_init__(self) -> None:
-        from .data import available_datasets
-
-        _check_finite(self)
-        _check_registered("dataset", self.dataset, "dataset", available_datasets())
-        if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise FieldError("momentum", "need 0 <= momentum < 1, weight_decay >= 0, grad_clip >= 0")
-        for name in ("C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"supernet: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.uniform_fraction <= 1:
-            raise ValueError(f"supernet: uniform_fraction must lie in [0, 1], got {self.uniform_fraction}")
-        if self.warmup_epochs < 0 or self.eval_batches < 0 or not self.weight_lr > 0:
-            raise ValueError("supernet: need warmup_epochs >= 0, eval_batches >= 0, weight_lr > 0")
-
-    def network_hparams(self) -> dict[str, int]:
-        """Keyword arguments of the space's ``build_supernet`` / ``build_network`` (base width C, cells or
-        blocks per stage N)."""
-        return {"C": self.C, "N": self.N}
 
 
 @dataclass(frozen=True)
@@ -281,8 +167,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         from .spaces import available_search_spaces
 
-        _check_registered("mode", self.mode, "mode", available_modes())
-        _check_registered("space", self.space, "search space", available_search_spaces())
+        check_registered("mode", self.mode, "mode", available_modes())
+        check_registered("space", self.space, "search space", available_search_spaces())
         if self.seed < 0:
             raise FieldError("seed", f"must be >= 0, got {self.seed}")
         for name in ("epochs", "steps_per_epoch", "num_rays", "eval_every", "threads"):
@@ -622,7 +508,8 @@ def run_search(
     if state is not None and on_resume is not None:
         on_resume(state)
 
-    objective = create_objective(cfg, space, device, **inject)
+    context = SearchContext(seed=cfg.seed, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch)
+    objective = create_objective(cfg.mode, getattr(cfg, cfg.mode), context, space, device, **inject)
     if state is not None:
         objective.load_state_dict(state["objective"])
     rng = np.random.default_rng(cfg.seed)

@@ -4,20 +4,24 @@ from .base import (
     ERROR,
     LATENCY,
     ErrorObjective,
+    SearchContext,
     SearchDevice,
     available_modes,
     create_objective,
     register_objective,
 )
-from .benchmark import BenchmarkObjective
-from .supernet import SupernetObjective, reference_normaliser
+from .benchmark import BenchmarkConfig, BenchmarkObjective
+from .supernet import SupernetConfig, SupernetObjective, reference_normaliser
 
 __all__ = [
     "ERROR",
     "LATENCY",
+    "BenchmarkConfig",
     "BenchmarkObjective",
     "ErrorObjective",
+    "SearchContext",
     "SearchDevice",
+    "SupernetConfig",
     "SupernetObjective",
     "available_modes",
     "create_objective",

@@ -2,7 +2,7 @@
 the differentiable error term, optional weight training, and the judgement of found architectures).
 
 A mode is one registered :class:`ErrorObjective` subclass (``@register_objective``); the loop picks it by
-``SearchConfig.mode`` through :func:`create_objective`.
+the search config's ``mode`` through :func:`create_objective`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,6 @@ from ..pareto import MODNAS_MAX_ERROR, pareto_mask
 from ..predictor import denormalise
 from ..registry import Registry
 from ..spaces import Genotype, SearchSpace
-
-if TYPE_CHECKING:
-    from ..search import SearchConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +59,28 @@ class SearchDevice:
 
 
 
+@dataclass(frozen=True)
+class SearchContext:
+    """What a mode needs to know of the search around it."""
+
+    seed: int
+    epochs: int
+    steps_per_epoch: int
+
+
 class ErrorObjective(abc.ABC):
     """What a mode provides: devices, the frozen predictor, the differentiable error term, optional weight
-    training, and the judgement of found architectures (true or measured objectives + hypervolumes)."""
+    training, and the judgement of found architectures (true or measured objectives + hypervolumes).
+
+    A mode's settings are its own frozen dataclass (``config_class``, in the mode's module); the search config
+    holds one under the mode's name (``search.<mode>.*``)."""
 
     name: ClassVar[str]
+    config_class: ClassVar[type]
 
-    def __init__(self, cfg: SearchConfig, space: SearchSpace, device: torch.device) -> None:
-        self.cfg = cfg
+    def __init__(self, config: Any, context: SearchContext, space: SearchSpace, device: torch.device) -> None:
+        self.config = config
+        self.context = context
         self.space = space
         self.device = device
         self.predictor: nn.Module
@@ -177,11 +188,11 @@ def available_modes() -> list[str]:
 
 
 def create_objective(
-    cfg: SearchConfig, space: SearchSpace, device: torch.device, **inject: Any
+    mode: str, config: Any, context: SearchContext, space: SearchSpace, device: torch.device, **inject: Any
 ) -> ErrorObjective:
     """The mode's provider; ``inject`` hands in prepared pieces (``table``, ``predictor``, ``data``,
     ``profile_rows``) instead of loading or fitting them."""
-    return MODES.get(cfg.mode)(cfg, space, device, **inject)
+    return MODES.get(mode)(config, context, space, device, **inject)
 
 
 def fit_bounds(values: np.ndarray, what: str) -> tuple[float, float]:

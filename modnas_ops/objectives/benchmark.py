@@ -8,7 +8,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -16,15 +17,48 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..config import check_finite, check_registered
 from ..pareto import MODNAS_MAX_ERROR
 from ..spaces import Genotype, SearchSpace
 from ..surrogate import ErrorSurrogate, QueryOracle, pareto_relevant
-from .base import ErrorObjective, SearchDevice, fit_bounds, front_rows, register_objective
-
-if TYPE_CHECKING:
-    from ..search import SearchConfig
+from .base import ErrorObjective, SearchContext, SearchDevice, fit_bounds, front_rows, register_objective
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Benchmark mode: the NB201 table, the query budget of the accuracy surrogate, the MetaPredictor."""
+
+    table: str = ""  # .csv.gz or its directory; "" = $MODNAS_NB201_TABLE
+    dataset: str = "cifar10"
+    query_budget: int = 1000  # architectures whose accuracy the search may read
+    initial_queries: int = 400  # uniform random first batch; the rest adaptively, in rounds
+    query_rounds: int = 6
+    max_fronts: int = 3  # adaptive queries: archs within this many predicted fronts of some device
+    surrogate_models: int = 3
+    surrogate_hidden: int = 128
+    surrogate_depth: int = 2
+    surrogate_epochs: int = 300
+    surrogate_gamma: float = 3.0  # residual kernel exp(-gamma * Hamming distance)
+    predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the train devices here
+    predictor_epochs: int = 40
+    acquisition_devices: Literal["all", "train"] = "all"  # whose predicted fronts steer the queries (test
+    # devices through their anchors only: zero-shot holds either way)
+
+    def __post_init__(self) -> None:
+        from ..benchmarks import ACCURACY_COLUMNS
+
+        check_finite(self)
+        check_registered("dataset", self.dataset, "benchmark dataset", sorted(ACCURACY_COLUMNS))
+        if self.query_budget < 2 or not 1 <= self.initial_queries <= self.query_budget:
+            raise ValueError("benchmark: need query_budget >= 2 and 1 <= initial_queries <= query_budget")
+        if self.query_rounds < 0 or self.max_fronts < 1 or self.predictor_epochs < 1:
+            raise ValueError("benchmark: need query_rounds >= 0, max_fronts >= 1, predictor_epochs >= 1")
+        if self.surrogate_models < 1 or self.surrogate_epochs < 1 or not self.surrogate_gamma > 0:
+            raise ValueError(
+                "benchmark: need surrogate_models >= 1, surrogate_epochs >= 1, surrogate_gamma > 0"
+            )
 
 
 @register_objective
@@ -32,19 +66,21 @@ class BenchmarkObjective(ErrorObjective):
     """NB201-table mode: accuracy surrogate from a counted query budget + frozen MetaPredictor."""
 
     name = "benchmark"
+    config_class = BenchmarkConfig
 
     def __init__(
         self,
-        cfg: SearchConfig,
+        config: BenchmarkConfig,
+        context: SearchContext,
         space: SearchSpace,
         device: torch.device,
         table: Any = None,
         predictor: nn.Module | None = None,
     ) -> None:
-        super().__init__(cfg, space, device)
+        super().__init__(config, context, space, device)
         from ..benchmarks import load_table
 
-        self.bcfg = cfg.benchmark
+        self.bcfg = config
         self.table = table if table is not None else load_table(self.bcfg.table or None)
         if self.table.space.name != space.name:
             raise ValueError(
@@ -72,7 +108,7 @@ class BenchmarkObjective(ErrorObjective):
         measured = measurements_from_table(self.table, list(self.table.devices))
         fit = fit_meta_predictor(
             measured,
-            FitConfig(epochs=self.bcfg.predictor_epochs, seed=self.cfg.seed),
+            FitConfig(epochs=self.bcfg.predictor_epochs, seed=self.context.seed),
             space=self.space,
             progress=False,
         )
@@ -149,7 +185,7 @@ class BenchmarkObjective(ErrorObjective):
         rounds = b.query_rounds if self.oracle.remaining > 0 else 0
         surrogate = None
         for r in tqdm(range(rounds + 1), desc="surrogate rounds", leave=False):
-            surrogate = self._fit_surrogate(self.cfg.seed * 1000 + r)
+            surrogate = self._fit_surrogate(self.context.seed * 1000 + r)
             if r == rounds or self.oracle.remaining == 0:
                 break
             pred = self._predict_error(surrogate)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,16 +17,59 @@ import torch
 from torch import nn
 
 from ..architect import Architect, DeviceBatch
+from ..config import FieldError, check_finite, check_registered
 from ..pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume
 from ..spaces import Genotype, SearchSpace
-from .base import LATENCY, ErrorObjective, SearchDevice, front_rows, register_objective
-
-if TYPE_CHECKING:
-    from ..search import SearchConfig
+from .base import LATENCY, ErrorObjective, SearchContext, SearchDevice, front_rows, register_objective
 
 log = logging.getLogger(__name__)
 
 BOUNDS_POOL = 1024  # random architectures (on top of the known ones) whose predictions bound the objectives
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Supernet mode: data, supernet size and weight optimizer, devices (profiling table) and predictor."""
+
+    dataset: str = "digits"  # digits | cifar10 (see modnas_ops.data)
+    data_root: str = ""
+    C: int = 8
+    N: int = 1
+    batch_size: int = 64
+    weight_lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    archs_per_weight_step: int = 2  # sampled architectures per supernet weight step
+    uniform_fraction: float = 0.5  # share of them drawn uniformly instead of from H (keeps every op trained)
+    warmup_epochs: int = 1  # weight steps only (hypernetwork frozen) for the first epochs
+    test_devices: tuple[str, ...] = ()  # devices of the profiling table held out (zero-shot)
+    predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the profiling table here
+    predictor_epochs: int = 300
+    init_weights: str = ""  # supernet file of projects/train_supernet.py to start from ("" = fresh weights)
+    dense_gradients: bool = True  # error term computes every choice (forward dense=True); False = selected only
+    reference_archs: int = 48  # random architectures that fix the HV normalisation per device
+    eval_batches: int = 0  # valid batches per front evaluation; 0 = the whole valid split
+
+    def __post_init__(self) -> None:
+        from ..data import available_datasets
+
+        check_finite(self)
+        check_registered("dataset", self.dataset, "dataset", available_datasets())
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise FieldError("momentum", "need 0 <= momentum < 1, weight_decay >= 0, grad_clip >= 0")
+        for name in ("C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"supernet: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.uniform_fraction <= 1:
+            raise ValueError(f"supernet: uniform_fraction must lie in [0, 1], got {self.uniform_fraction}")
+        if self.warmup_epochs < 0 or self.eval_batches < 0 or not self.weight_lr > 0:
+            raise ValueError("supernet: need warmup_epochs >= 0, eval_batches >= 0, weight_lr > 0")
+
+    def network_hparams(self) -> dict[str, int]:
+        """Keyword arguments of the space's ``build_supernet`` / ``build_network`` (base width C, cells or
+        blocks per stage N)."""
+        return {"C": self.C, "N": self.N}
 
 
 class _BatchStream:
@@ -77,24 +121,26 @@ class SupernetObjective(ErrorObjective):
     MetaPredictor from a profiling table of real measurements."""
 
     name = "supernet"
+    config_class = SupernetConfig
 
     def __init__(
         self,
-        cfg: SearchConfig,
+        config: SupernetConfig,
+        context: SearchContext,
         space: SearchSpace,
         device: torch.device,
         data: Any = None,
         profile_rows: Any = None,
         predictor: nn.Module | None = None,
     ) -> None:
-        super().__init__(cfg, space, device)
+        super().__init__(config, context, space, device)
         from ..data import get_dataset
         from ..predictor import measurements_from_profile
-        self.scfg = cfg.supernet
+        self.scfg = config
         self.data = (
             data
             if data is not None
-            else get_dataset(self.scfg.dataset, seed=cfg.seed, root=self.scfg.data_root or None)
+            else get_dataset(self.scfg.dataset, seed=context.seed, root=self.scfg.data_root or None)
         )
         if profile_rows is None:
             raise ValueError("supernet mode needs a profiling table (rows of profiling.campaign.read_table)")
@@ -102,7 +148,7 @@ class SupernetObjective(ErrorObjective):
         if not any(m.split == "train" for m in self.measured):
             raise ValueError("supernet mode: every device of the profiling table is a test device")
         self._injected_predictor = predictor
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(context.seed)
         self.supernet = space.build_supernet(
             self.data.input_shape, self.data.num_classes, **self.scfg.network_hparams()
         ).to(device)
@@ -117,10 +163,10 @@ class SupernetObjective(ErrorObjective):
             weight_decay=self.scfg.weight_decay,
         )  # fmt: skip
         self.weight_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.weight_optimizer, T_max=max(1, cfg.epochs * cfg.steps_per_epoch)
+            self.weight_optimizer, T_max=max(1, context.epochs * context.steps_per_epoch)
         )
-        self.train_stream = _BatchStream(self.data.train, self.scfg.batch_size, cfg.seed + 1, device)
-        self.valid_stream = _BatchStream(self.data.valid, self.scfg.batch_size, cfg.seed + 2, device)
+        self.train_stream = _BatchStream(self.data.train, self.scfg.batch_size, context.seed + 1, device)
+        self.valid_stream = _BatchStream(self.data.valid, self.scfg.batch_size, context.seed + 2, device)
         self.epoch = 0
         self.weight_losses: list[float] = []
         self._error_cache: dict[Genotype, float] = {}  # valid error per genotype under the current weights
@@ -163,7 +209,7 @@ class SupernetObjective(ErrorObjective):
             return MetaPredictor.load(self.scfg.predictor)
         fit = fit_meta_predictor(
             self.measured,
-            FitConfig(epochs=self.scfg.predictor_epochs, batch_size=64, patience=60, seed=self.cfg.seed),
+            FitConfig(epochs=self.scfg.predictor_epochs, batch_size=64, patience=60, seed=self.context.seed),
             space=self.space,
             progress=False,
         )
