@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 
 from .devices import Device, anchor_embedding
+from .errors import UserError
 from .pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume, modnas_normaliser, pareto_mask
 from .spaces import NB201Space, get_search_space
 
@@ -41,7 +42,7 @@ ACCURACY_COLUMNS = {
 REQUIRED_COLUMNS = ("index", "arch", ACCURACY_COLUMNS["cifar10"])
 
 
-class TableError(ValueError):
+class TableError(UserError):
     """A benchmark table or its devices.json is missing or malformed (one line: file and problem)."""
 
 
@@ -98,7 +99,7 @@ class BenchmarkTable:
         try:
             acc = self.accuracy[dataset]
         except KeyError:
-            raise ValueError(
+            raise UserError(
                 f"unknown dataset {dataset!r} in {self.path.name}; known: {', '.join(self.accuracy)}"
             ) from None
         return 100.0 - acc
@@ -108,7 +109,7 @@ class BenchmarkTable:
         try:
             return self.latency_ms[device]
         except KeyError:
-            raise ValueError(
+            raise UserError(
                 f"unknown device {device!r} in {self.path.name}; known: {', '.join(self.latency_ms)}"
             ) from None
 
@@ -120,7 +121,7 @@ class BenchmarkTable:
     def metric(self, device: str, metric: str) -> np.ndarray:
         """(N,) values of a hardware ``metric`` on ``device``."""
         if metric not in self.metrics:
-            raise ValueError(f"{self.path.name} has no metric {metric!r}; it has {', '.join(self.metrics)}")
+            raise UserError(f"{self.path.name} has no metric {metric!r}; it has {', '.join(self.metrics)}")
         return self.latency(device)
 
     def anchor_values(self, device: str, metric: str) -> np.ndarray:

@@ -227,6 +227,22 @@ def check_registered(field_name: str, value: str, what: str, available: Sequence
         raise FieldError(field_name, f"unknown {what} {value!r}; available: {', '.join(available)}")
 
 
+def check_at_least(cfg: Any, minimum: float, *names: str) -> None:
+    """FieldError for the first of ``names`` whose value is below ``minimum``."""
+    for name in names:
+        v = getattr(cfg, name)
+        if not v >= minimum:
+            raise FieldError(name, f"must be >= {minimum}, got {v}")
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """FieldError for the first of ``names`` whose value is not > 0."""
+    for name in names:
+        v = getattr(cfg, name)
+        if not v > 0:
+            raise FieldError(name, f"must be > 0, got {v}")
+
+
 def check_torch_device(name: str, field_name: str = "device") -> torch.device:
     """The torch device ``name`` if this machine has it, else a FieldError naming ``field_name``."""
     import torch

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import UserError
+
 
 def validate_anchor_latencies(
     anchor_latency_ms: object, what: str = "anchor latencies", count: int | None = None
@@ -20,13 +22,13 @@ def validate_anchor_latencies(
     a = np.asarray(anchor_latency_ms, dtype=np.float64)
     if a.ndim != 1 or (count is not None and a.shape[0] != count) or a.shape[0] < 2:
         want = f"{count} values" if count is not None else "at least 2 values"
-        raise ValueError(f"{what}: expected {want} in ms, got shape {a.shape}")
+        raise UserError(f"{what}: expected {want} in ms, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what}: values must be finite, got {a.tolist()}")
+        raise UserError(f"{what}: values must be finite, got {a.tolist()}")
     if np.any(a <= 0):
-        raise ValueError(f"{what}: latencies must be positive (ms), got {a.tolist()}")
+        raise UserError(f"{what}: latencies must be positive (ms), got {a.tolist()}")
     if np.ptp(a) == 0:
-        raise ValueError(f"{what}: all {len(a)} anchors have the same latency; the embedding is undefined")
+        raise UserError(f"{what}: all {len(a)} anchors have the same latency; the embedding is undefined")
     return a
 
 

@@ -41,7 +41,15 @@ from tqdm import tqdm
 
 from .architect import Architect, DeviceBatch, annealed_entropy_weight
 from .atomic import atomic_torch_save
-from .config import FieldError, check_finite, check_registered, check_torch_device, config_to_dict
+from .config import (
+    FieldError,
+    check_at_least,
+    check_finite,
+    check_positive,
+    check_registered,
+    check_torch_device,
+    config_to_dict,
+)
 from .errors import UserError
 from .hypernetwork import HypernetworkBase, create_hypernetwork
 from .objectives import (
@@ -85,11 +93,9 @@ class HypernetConfig:
 
         check_finite(self)
         check_registered("kind", self.kind, "hypernetwork", available_hypernetworks())
-        bad = self.hidden < 1 or self.resolution < 0 or self.init_std < 0 or self.weight_decay < 0
-        if bad or not self.lr > 0:
-            raise ValueError(
-                "hypernet: need hidden >= 1, resolution >= 0, init_std >= 0, lr > 0, weight_decay >= 0"
-            )
+        check_at_least(self, 1, "hidden")
+        check_at_least(self, 0, "resolution", "init_std", "weight_decay")
+        check_positive(self, "lr")
 
 
 @dataclass(frozen=True)
@@ -130,12 +136,11 @@ class ArchitectConfig:
             raise FieldError("tau_min", f"must be <= tau_max ({self.tau_max}), got {self.tau_min}")
         if any(not b > 0 for b in self.dirichlet_beta):
             raise FieldError("dirichlet_beta", f"every concentration must be > 0, got {self.dirichlet_beta}")
-        if self.prefs_per_device < 1 or self.mgd_max_iter < 1 or not self.mgd_tol > 0:
-            raise ValueError("architect: need prefs_per_device >= 1, mgd_max_iter >= 1, mgd_tol > 0")
-        if self.cosine_weight < 0 or self.grad_clip < 0 or self.entropy_weight < 0:
-            raise ValueError("architect: cosine_weight, grad_clip and entropy_weight must be >= 0")
+        check_at_least(self, 1, "prefs_per_device", "mgd_max_iter")
+        check_positive(self, "mgd_tol")
+        check_at_least(self, 0, "cosine_weight", "grad_clip", "entropy_weight")
         if not 0 < self.entropy_decay <= 1:
-            raise ValueError(f"architect: entropy_decay must lie in (0, 1], got {self.entropy_decay}")
+            raise FieldError("entropy_decay", f"must lie in (0, 1], got {self.entropy_decay}")
 
     def sampler_kwargs(self) -> dict[str, float]:
         return (

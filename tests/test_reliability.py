@@ -233,6 +233,11 @@ def test_disk_full_during_a_checkpoint_save_names_the_file(world, tmp_path, monk
         ("search.space=nope", "search.space: unknown search space 'nope'"),
         ("search.supernet.dataset=mnist", "search.supernet.dataset: unknown dataset 'mnist'"),
         ("search.benchmark.dataset=svhn", "search.benchmark.dataset: unknown benchmark dataset 'svhn'"),
+        ("search.supernet.C=0", "search.supernet.C: must be >= 1, got 0"),
+        ("search.supernet.uniform_fraction=1.5", "search.supernet.uniform_fraction: must lie in [0, 1], got 1.5"),
+        ("search.benchmark.initial_queries=5000", "search.benchmark.initial_queries: must lie in 1..query_budget"),
+        ("search.hypernet.lr=0", "search.hypernet.lr: must be > 0, got 0"),
+        ("search.architect.entropy_decay=2", "search.architect.entropy_decay: must lie in (0, 1], got 2"),
     ],
 )
 def test_bad_fields_fail_in_under_3_s_naming_the_field(mlflow_uri, capsys, override, message) -> None:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import check_finite, check_registered
+from ..config import FieldError, check_at_least, check_finite, check_positive, check_registered
+from ..errors import UserError
 from ..pareto import MODNAS_MAX_ERROR
 from ..spaces import Genotype, SearchSpace
 from ..surrogate import ErrorSurrogate, QueryOracle, pareto_relevant
@@ -51,14 +52,13 @@ class BenchmarkConfig:
 
         check_finite(self)
         check_registered("dataset", self.dataset, "benchmark dataset", sorted(ACCURACY_COLUMNS))
-        if self.query_budget < 2 or not 1 <= self.initial_queries <= self.query_budget:
-            raise ValueError("benchmark: need query_budget >= 2 and 1 <= initial_queries <= query_budget")
-        if self.query_rounds < 0 or self.max_fronts < 1 or self.predictor_epochs < 1:
-            raise ValueError("benchmark: need query_rounds >= 0, max_fronts >= 1, predictor_epochs >= 1")
-        if self.surrogate_models < 1 or self.surrogate_epochs < 1 or not self.surrogate_gamma > 0:
-            raise ValueError(
-                "benchmark: need surrogate_models >= 1, surrogate_epochs >= 1, surrogate_gamma > 0"
-            )
+        check_at_least(self, 2, "query_budget")
+        if not 1 <= self.initial_queries <= self.query_budget:
+            budget = self.query_budget
+            raise FieldError("initial_queries", f"must lie in 1..query_budget ({budget}), got {self.initial_queries}")
+        check_at_least(self, 0, "query_rounds")
+        check_at_least(self, 1, "max_fronts", "predictor_epochs", "surrogate_models", "surrogate_epochs")
+        check_positive(self, "surrogate_gamma")
 
 
 @register_objective
@@ -148,7 +148,7 @@ class BenchmarkObjective(ErrorObjective):
         devices = [(d, "train") for d in table.train_devices] + [(d, "test") for d in table.test_devices]
         unknown = [x for x in self.metrics if x not in self.table.metrics]
         if unknown:
-            raise ValueError(f"the predictor's metric {unknown[0]!r} is not a column of the benchmark table")
+            raise UserError(f"the predictor's metric {unknown[0]!r} is not a column of the benchmark table")
         self._hw = {}  # device -> (N, metrics) predicted, anchor-normalised
         base = {}
         for name, split in devices:

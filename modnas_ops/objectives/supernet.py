@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..architect import Architect, DeviceBatch
-from ..config import FieldError, check_finite, check_registered
+from ..config import FieldError, check_at_least, check_finite, check_positive, check_registered
+from ..errors import UserError
 from ..pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume
 from ..spaces import Genotype, SearchSpace
 from .base import LATENCY, ErrorObjective, SearchContext, SearchDevice, front_rows, register_objective
@@ -58,13 +59,11 @@ class SupernetConfig:
         check_registered("dataset", self.dataset, "dataset", available_datasets())
         if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.grad_clip < 0:
             raise FieldError("momentum", "need 0 <= momentum < 1, weight_decay >= 0, grad_clip >= 0")
-        for name in ("C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"supernet: {name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, 1, "C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs")
         if not 0 <= self.uniform_fraction <= 1:
-            raise ValueError(f"supernet: uniform_fraction must lie in [0, 1], got {self.uniform_fraction}")
-        if self.warmup_epochs < 0 or self.eval_batches < 0 or not self.weight_lr > 0:
-            raise ValueError("supernet: need warmup_epochs >= 0, eval_batches >= 0, weight_lr > 0")
+            raise FieldError("uniform_fraction", f"must lie in [0, 1], got {self.uniform_fraction}")
+        check_at_least(self, 0, "warmup_epochs", "eval_batches")
+        check_positive(self, "weight_lr")
 
     def network_hparams(self) -> dict[str, int]:
         """Keyword arguments of the space's ``build_supernet`` / ``build_network`` (base width C, cells or
@@ -143,10 +142,10 @@ class SupernetObjective(ErrorObjective):
             else get_dataset(self.scfg.dataset, seed=context.seed, root=self.scfg.data_root or None)
         )
         if profile_rows is None:
-            raise ValueError("supernet mode needs a profiling table (rows of profiling.campaign.read_table)")
+            raise UserError("supernet mode needs a profiling table (rows of profiling.campaign.read_table)")
         self.measured = measurements_from_profile(profile_rows, space, test_devices=self.scfg.test_devices)
         if not any(m.split == "train" for m in self.measured):
-            raise ValueError("supernet mode: every device of the profiling table is a test device")
+            raise UserError("search.supernet.test_devices: every device of the profiling table is a test device")
         self._injected_predictor = predictor
         torch.manual_seed(context.seed)
         self.supernet = space.build_supernet(
@@ -156,7 +155,7 @@ class SupernetObjective(ErrorObjective):
             from ..supernet_training import check_compatible, load_supernet
 
             pretrained = load_supernet(self.scfg.init_weights)
-            check_compatible(pretrained, space.name, self.supernet.build_args)
+            check_compatible(pretrained, space.name, self.supernet.build_args, "search.supernet.init_weights")
             self.supernet.load_state_dict(pretrained.state_dict())
         self.weight_optimizer = torch.optim.SGD(
             self.supernet.parameters(), lr=self.scfg.weight_lr, momentum=self.scfg.momentum,
@@ -184,7 +183,7 @@ class SupernetObjective(ErrorObjective):
         max_ce = math.log(self.data.num_classes)
         missing = [(m.name, x) for m in self.measured for x in self.metrics if x not in m.anchor_values]
         if missing:
-            raise ValueError(f"device {missing[0][0]!r} has no anchor values of the predictor's {missing[0][1]}")
+            raise UserError(f"device {missing[0][0]!r} has no anchor values of the predictor's {missing[0][1]}")
         self.devices = []
         self._measured: dict[str, dict[str, dict[Genotype, float]]] = {}  # device -> metric -> arch -> value
         for m in self.measured:
