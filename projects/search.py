@@ -81,11 +81,28 @@ def _preflight(cfg: SearchRunConfig) -> None:
     quick_profile = cfg.search.mode == "supernet" and not (cfg.profile_table or cfg.profile_run_id)
     if quick_profile:
         ensure_writable(Path(cfg.quick_profile_output).parent, "quick_profile_output")
+        _quick_profile_config(cfg)  # its device configs, rounds, ... fail here, before any run
     if cfg.profile_run_id:
         from modnas_ops import tracking
 
         if not tracking.run_exists(cfg.profile_run_id):
             raise UserError(f"profile_run_id: no MLflow run {cfg.profile_run_id!r} in this tracking store")
+
+
+def _quick_profile_config(cfg: SearchRunConfig) -> Any:
+    """The profiling campaign a supernet search runs when it is given no table (validated like any config)."""
+    from modnas_ops.config import load_config
+    from projects.profile import ProfileConfig
+
+    s = cfg.search.supernet
+    overrides = [
+        f"num_archs={cfg.quick_profile_archs}",
+        f"output={cfg.quick_profile_output}",
+        f"space={cfg.search.space}",
+        f"C={s.C}",
+        f"N={s.N}",
+    ]
+    return load_config(ProfileConfig, PROFILE_CONFIG if PROFILE_CONFIG.is_file() else None, overrides)
 
 
 def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
@@ -105,19 +122,9 @@ def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
             if len(tables) != 1:
                 raise UserError(f"{where}: expected one profile/*.csv artifact, found {len(tables)}")
             return read_table(tables[0]), f"runs:/{cfg.profile_run_id}/profile/{tables[0].name}"
-    from modnas_ops.config import load_config
     from profiling.campaign import run_campaign
-    from projects.profile import ProfileConfig
 
-    s = cfg.search.supernet
-    overrides = [
-        f"num_archs={cfg.quick_profile_archs}",
-        f"output={cfg.quick_profile_output}",
-        f"space={cfg.search.space}",
-        f"C={s.C}",
-        f"N={s.N}",
-    ]
-    campaign = load_config(ProfileConfig, PROFILE_CONFIG if PROFILE_CONFIG.is_file() else None, overrides)
+    campaign = _quick_profile_config(cfg)
     print(
         f"no profiling table given: quick profile of {cfg.quick_profile_archs} archs + anchors "
         f"-> {campaign.output}"
