@@ -1,5 +1,10 @@
 """Datasets as deterministic train / valid / test splits of in-memory tensors.
 
+- ``patterns`` (embedded default): procedurally generated 16x16 binary textures in 10 classes — stripes in 4
+  orientations x 2 period bands, checkerboards, rings — with flipped pixels and Gaussian noise. Every class
+  has the same pixel histogram (balanced +-1 before noise), so the class is in the *spatial* structure:
+  a network whose cells compute no spatial convolution cannot tell the classes apart, and the architecture
+  decides the accuracy (see ``make_patterns``).
 - ``digits``: scikit-learn's embedded 8x8 grayscale digits (1,797 images, no download), stratified
   train/valid/test splits.
 - ``cifar10``: a local ``cifar-10-batches-py`` folder (the standard python-pickle release; nothing is
@@ -117,6 +122,64 @@ def load_digits_splits(seed: int = 0, fractions: Sequence[float] = (0.5, 0.25, 0
     return DataSplits(**datasets, input_shape=(1, 8, 8), num_classes=10, name="digits", mean=mean, std=std)
 
 
+PATTERN_CLASSES = (
+    *(f"stripes-{o}-{b}" for b in ("fine", "coarse") for o in ("horizontal", "vertical", "diagonal", "antidiagonal")),
+    "checkerboard",
+    "rings",
+)
+
+
+def make_patterns(
+    n: int, seed: int = 0, size: int = 16, flip: float = 0.15, noise: float = 0.9
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 1, size, size) float32 images and (n,) int64 labels (balanced, shuffled), deterministic in ``seed``.
+
+    Class c < 8: stripes sign(sin(2 pi t / period + phase)) along t = y, x, (x + y)/sqrt 2 or (x - y)/sqrt 2
+    (orientation c % 4), period U(3, 4.5) px ("fine", c < 4) or U(4.5, 7) px ("coarse"); 8: a checkerboard
+    sign(sin(2 pi x / p + a) sin(2 pi y / p + b)), p ~ U(4, 7); 9: rings sign(sin(2 pi r / p + a)) around a
+    uniform random centre. Random phases; then each pixel flips with probability ``flip`` and N(0, noise^2)
+    is added."""
+    if n < 1 or size < 4 or not 0 <= flip < 0.5 or noise < 0:
+        raise ValueError(
+            f"make_patterns: need n >= 1, size >= 4, 0 <= flip < 0.5, noise >= 0; got {n, size, flip, noise}"
+        )
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.int64) % len(PATTERN_CLASSES)
+    rng.shuffle(labels)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)  # (size, size)
+    coords = (yy, xx, (xx + yy) / np.sqrt(2.0), (xx - yy) / np.sqrt(2.0))
+    images = np.empty((n, 1, size, size), dtype=np.float32)
+    for i, c in enumerate(labels):
+        phase = rng.uniform(0.0, 2 * np.pi)
+        if c < 8:
+            period = rng.uniform(3.0, 4.5) if c < 4 else rng.uniform(4.5, 7.0)
+            wave = np.sin(2 * np.pi * coords[c % 4] / period + phase)
+        elif c == 8:
+            p = rng.uniform(4.0, 7.0)
+            wave = np.sin(2 * np.pi * xx / p + phase) * np.sin(2 * np.pi * yy / p + rng.uniform(0.0, 2 * np.pi))
+        else:
+            cy, cx = rng.uniform(0.0, size, 2)
+            wave = np.sin(2 * np.pi * np.hypot(yy - cy, xx - cx) / rng.uniform(4.0, 7.0) + phase)
+        img = np.where(wave >= 0, 1.0, -1.0)
+        img = np.where(rng.random(img.shape) < flip, -img, img) + rng.normal(0.0, noise, img.shape)
+        images[i, 0] = img
+    return images, labels
+
+
+def load_pattern_splits(seed: int = 0, sizes: Sequence[int] = (4000, 2000, 2000)) -> DataSplits:
+    """The ``patterns`` task: independent draws for train / valid / test (seeds derived from ``seed``)."""
+    if len(sizes) != 3 or any(int(k) < 10 for k in sizes):
+        raise ValueError(f"sizes must be (train, valid, test), each >= 10, got {tuple(sizes)}")
+    parts = {
+        k: make_patterns(int(m), seed=1000 * seed + j)
+        for j, (k, m) in enumerate(zip(("train", "valid", "test"), sizes, strict=True))
+    }
+    datasets, mean, std = _standardise({k: x for k, (x, _) in parts.items()}, {k: y for k, (_, y) in parts.items()})
+    return DataSplits(
+        **datasets, input_shape=(1, 16, 16), num_classes=len(PATTERN_CLASSES), name="patterns", mean=mean, std=std
+    )
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(n, 3, 32, 32) uint8 images and (n,) int64 labels of one CIFAR-10 python batch file."""
     if not path.is_file():
@@ -171,6 +234,10 @@ def load_cifar10(root: str | Path, seed: int = 0, valid_fraction: float = 0.5) -
     )
 
 
+def _patterns(seed: int, root: str | Path | None) -> DataSplits:
+    return load_pattern_splits(seed=seed)
+
+
 def _digits(seed: int, root: str | Path | None) -> DataSplits:
     return load_digits_splits(seed=seed)
 
@@ -182,6 +249,7 @@ def _cifar10(seed: int, root: str | Path | None) -> DataSplits:
 
 
 DATASETS: Registry[Callable[[int, str | Path | None], DataSplits]] = Registry("dataset")
+DATASETS.register("patterns")(_patterns)
 DATASETS.register("digits")(_digits)
 DATASETS.register("cifar10")(_cifar10)
 

@@ -192,3 +192,21 @@ def test_registry(tmp_path, digits):
         get_dataset("cifar10")
     with pytest.raises(ValueError, match="unknown dataset 'mnist'; available: cifar10, digits"):
         get_dataset("mnist")
+
+
+def test_patterns_are_deterministic_balanced_and_carry_no_histogram_cue():
+    from modnas_ops.data import PATTERN_CLASSES, get_dataset, make_patterns
+
+    x, y = make_patterns(500, seed=3)
+    x2, y2 = make_patterns(500, seed=3)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert x.shape == (500, 1, 16, 16) and x.dtype == np.float32
+    assert np.bincount(y).tolist() == [50] * len(PATTERN_CLASSES)
+    signs = np.sign(x).reshape(len(x), -1).mean(1)  # share of positive minus negative pixels per image
+    per_class = np.array([signs[y == c].mean() for c in range(len(PATTERN_CLASSES))])
+    assert np.abs(per_class).max() < 0.1  # every class is half +1, half -1: the class is in the layout
+    splits = get_dataset("patterns", seed=0)
+    assert splits.input_shape == (1, 16, 16) and splits.num_classes == 10
+    assert [len(getattr(splits, k)) for k in ("train", "valid", "test")] == [4000, 2000, 2000]
+    assert not torch.equal(splits.train.tensors[0][:10], splits.valid.tensors[0][:10])

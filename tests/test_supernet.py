@@ -345,3 +345,22 @@ def test_nb201_largest_network_matches_published_size():
     net = create_network(space, [space.ops.index("nor_conv_3x3")] * space.num_decisions, C=16, N=5)
     assert count_params(net) == 1_531_546
     assert count_flops(net, (1, 3, 32, 32)) + 10 == 220_119_690
+
+
+def test_pointwise_skeleton_leaves_all_spatial_computation_to_the_cells():
+    space = get_search_space("nb201")
+    skip = tuple([space.ops.index("skip_connect")] * space.num_decisions)
+    net = space.build_network(skip, (1, 8, 8), 10, C=4, N=1, skeleton="pointwise")
+    kernels = {m.kernel_size for m in net.modules() if isinstance(m, nn.Conv2d)}
+    assert kernels == {(1, 1)}  # a skip-only cell: no spatial conv anywhere
+    torch.manual_seed(0)
+    sup = space.build_supernet((1, 8, 8), 10, C=4, N=1, skeleton="pointwise")
+    assert sup.build_args["skeleton"] == "pointwise"
+    x = torch.randn(3, 1, 8, 8)
+    sup(x, torch.from_numpy(space.one_hot(skip)))  # moves BN statistics
+    sup.eval()
+    g = (3, 1, 2, 4, 3, 0)
+    with torch.no_grad():
+        torch.testing.assert_close(sup.subnet(g).eval()(x), sup(x, torch.from_numpy(space.one_hot(g))))
+    with pytest.raises(ValueError, match="unknown NB201 macro skeleton 'wide'"):
+        space.build_supernet((1, 8, 8), 10, skeleton="wide")

@@ -96,12 +96,21 @@ class NB201Space(SearchSpace):
 
     # ---- networks ----------------------------------------------------------------------------------
     def build_supernet(
-        self, input_shape: Sequence[int], num_classes: int, C: int = 16, N: int = 5, affine: bool = False
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        C: int = 16,
+        N: int = 5,
+        affine: bool = False,
+        skeleton: str = "nb201",
     ) -> nn.Module:
-        """NB201's macro skeleton with mixed-op cells (see :mod:`.supernet`); H and W divisible by 4."""
+        """The macro skeleton (``nb201``, or ``pointwise``: 1x1 stem, pooling reductions) with mixed-op cells
+        (see :mod:`.supernet`); H and W divisible by 4."""
         from .supernet import Supernet
 
-        return Supernet(self, C=C, N=N, in_channels=int(input_shape[0]), num_classes=num_classes, affine=affine)
+        return Supernet(
+            self, C=C, N=N, in_channels=int(input_shape[0]), num_classes=num_classes, affine=affine, skeleton=skeleton
+        )
 
     def build_network(
         self,
@@ -111,12 +120,14 @@ class NB201Space(SearchSpace):
         C: int = 16,
         N: int = 5,
         affine: bool = True,
+        skeleton: str = "nb201",
     ) -> nn.Module:
         from .supernet import create_network
 
         return create_network(
-            self, genotype, C=C, N=N, in_channels=int(input_shape[0]), num_classes=num_classes, affine=affine
-        )
+            self, genotype, C=C, N=N, in_channels=int(input_shape[0]), num_classes=num_classes, affine=affine,
+            skeleton=skeleton,
+        )  # fmt: skip
 
     # ---- NB201's published index order ---------------------------------------------------
     def benchmark_index(self, genotype: Sequence[int]) -> int:

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...errors import UserError
 from ..base import Genotype, SearchSpace
 
 logger = logging.getLogger(__name__)
 
 NUM_STAGES = 3
+SKELETONS = ("nb201", "pointwise")
 # Entries within this distance of 0 / 1 count as one-hot (straight-through samples
 # ``hard - soft.detach() + soft`` are one-hot only up to float rounding).
 ONE_HOT_ATOL = 1e-6
@@ -258,11 +260,25 @@ class _Skeleton:
     classifier: nn.Module
 
     @classmethod
-    def fresh(cls, C: int, in_channels: int, num_classes: int) -> _Skeleton:
+    def fresh(cls, C: int, in_channels: int, num_classes: int, kind: str = "nb201") -> _Skeleton:
+        """``nb201``: NB201's TinyNetwork (conv3x3 stem, residual conv3x3 reduction blocks). ``pointwise``: a
+        1x1-conv stem and 2x2 average pooling + 1x1 conv reductions, so every spatial computation of the
+        network happens in its cells and the cell decides what the network can see."""
         widths = _stage_widths(C)
+        if kind == "nb201":
+            stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+            reductions = [ResNetBasicBlock(a, b) for a, b in itertools.pairwise(widths)]
+        elif kind == "pointwise":
+            stem = nn.Sequential(nn.Conv2d(in_channels, C, 1, bias=False), nn.BatchNorm2d(C))
+            reductions = [
+                nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(a, b, 1, bias=False), nn.BatchNorm2d(b))
+                for a, b in itertools.pairwise(widths)
+            ]
+        else:
+            raise UserError(f"skeleton: unknown NB201 macro skeleton {kind!r}; available: {', '.join(SKELETONS)}")
         return cls(
-            stem=nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C)),
-            reductions=[ResNetBasicBlock(a, b) for a, b in itertools.pairwise(widths)],
+            stem=stem,
+            reductions=reductions,
             lastact=nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=False)),
             classifier=nn.Linear(widths[-1], num_classes),
         )
@@ -311,18 +327,22 @@ class Supernet(_CellNetwork):
         in_channels: int = 3,
         num_classes: int = 10,
         affine: bool = False,
+        skeleton: str = "nb201",
     ) -> None:
         _check_positive(C=C, N=N, in_channels=in_channels, num_classes=num_classes)
         _check_ops(space)
         topology = cell_topology(space)
         stages = [[MixedCell(space, topology, w, affine) for _ in range(N)] for w in _stage_widths(C)]
-        super().__init__(_Skeleton.fresh(C, in_channels, num_classes), stages)
+        super().__init__(_Skeleton.fresh(C, in_channels, num_classes, skeleton), stages)
         self.space = space
         self.topology = topology
         self.C, self.N, self.affine = C, N, affine
         self.in_channels, self.num_classes = in_channels, num_classes
         # keyword arguments of NB201Space.build_supernet that rebuild this net (the cells fix no resolution)
-        self.build_args = {"input_shape": [in_channels], "num_classes": num_classes, "C": C, "N": N, "affine": affine}
+        self.build_args = {
+            "input_shape": [in_channels], "num_classes": num_classes, "C": C, "N": N, "affine": affine,
+            "skeleton": skeleton,
+        }  # fmt: skip
 
     def forward(self, x: torch.Tensor, op_weights: torch.Tensor, dense: bool = False) -> torch.Tensor:
         """x (B, C_in, H, W), op_weights (E, K) -> logits (B, classes).
@@ -387,6 +407,7 @@ def create_network(
     in_channels: int = 3,
     num_classes: int = 10,
     affine: bool = True,
+    skeleton: str = "nb201",
 ) -> SubNetwork:
     """A fresh standalone network of ``genotype`` (new weights), e.g. for profiling."""
     _check_positive(C=C, N=N, in_channels=in_channels, num_classes=num_classes)
@@ -399,4 +420,4 @@ def create_network(
         return DiscreteCell(topology, {e: op for e, op in ops.items() if not isinstance(op, Zero)})
 
     stages = [[fresh_cell(w) for _ in range(N)] for w in _stage_widths(C)]
-    return SubNetwork(space, g, _Skeleton.fresh(C, in_channels, num_classes), stages)
+    return SubNetwork(space, g, _Skeleton.fresh(C, in_channels, num_classes, skeleton), stages)
