@@ -176,7 +176,7 @@ def select_architectures(
 
 
 def default_network_builder(space: SearchSpace, genotype: Genotype, config: CampaignConfig) -> nn.Module:
-    return space.build_network(genotype, config.input_shape, config.num_classes, C=config.C, N=config.N)
+    return space.build_network(genotype, config.input_shape, config.num_classes, **config.network_hparams())
 
 
 def _network_stats(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:

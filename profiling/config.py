@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from modnas_ops.errors import UserError
 
@@ -51,6 +51,8 @@ class CampaignConfig:
     space: str = "nb201"
     C: int = 8
     N: int = 1
+    network_options: dict[str, Any] = field(default_factory=dict)  # further hyper-parameters of the space's
+    # networks (e.g. NB201's skeleton: pointwise)
     in_channels: int = 1
     input_size: int = 8  # height = width
     num_classes: int = 10
@@ -101,7 +103,12 @@ class CampaignConfig:
     def network(self) -> str:
         """Network-size tag stored in every row, e.g. ``C8-N1-1x8x8-10``."""
         shape = "x".join(map(str, self.input_shape))
-        return f"C{self.C}-N{self.N}-{shape}-{self.num_classes}"
+        extra = "".join(f"-{k}={v}" for k, v in sorted(self.network_options.items()))
+        return f"C{self.C}-N{self.N}-{shape}-{self.num_classes}{extra}"
+
+    def network_hparams(self) -> dict[str, Any]:
+        """Keyword arguments of the space's ``build_network`` besides genotype, input shape and classes."""
+        return {"C": self.C, "N": self.N, **self.network_options}
 
     def device_configs(self, with_cuda: bool = False) -> list[DeviceConfig]:
         """Parsed ``devices`` (+ CUDA configs when ``with_cuda`` and ``add_cuda_devices`` and available)."""

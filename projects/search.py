@@ -91,16 +91,27 @@ def _preflight(cfg: SearchRunConfig) -> None:
 
 def _quick_profile_config(cfg: SearchRunConfig) -> Any:
     """The profiling campaign a supernet search runs when it is given no table (validated like any config)."""
+    import json
+
     from modnas_ops.config import load_config
+    from modnas_ops.data import get_dataset
     from projects.profile import ProfileConfig
 
     s = cfg.search.supernet
+    data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
+    channels, height, width = data.input_shape
+    if height != width:
+        raise UserError(f"search.supernet.dataset: the quick profile times square images, not {height}x{width}")
     overrides = [
         f"num_archs={cfg.quick_profile_archs}",
         f"output={cfg.quick_profile_output}",
         f"space={cfg.search.space}",
         f"C={s.C}",
         f"N={s.N}",
+        f"network_options={json.dumps(s.network_options)}",
+        f"in_channels={channels}",
+        f"input_size={height}",
+        f"num_classes={data.num_classes}",
     ]
     return load_config(ProfileConfig, PROFILE_CONFIG if PROFILE_CONFIG.is_file() else None, overrides)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,8 @@ class SupernetConfig:
     data_root: str = ""
     C: int = 8
     N: int = 1
+    network_options: dict[str, Any] = field(default_factory=dict)  # further network hyper-parameters of the space
+    # (e.g. NB201's skeleton: pointwise); passed to build_supernet / build_network with C and N
     batch_size: int = 64
     weight_lr: float = 0.05
     momentum: float = 0.9
@@ -65,10 +67,10 @@ class SupernetConfig:
         check_at_least(self, 0, "warmup_epochs", "eval_batches")
         check_positive(self, "weight_lr")
 
-    def network_hparams(self) -> dict[str, int]:
+    def network_hparams(self) -> dict[str, Any]:
         """Keyword arguments of the space's ``build_supernet`` / ``build_network`` (base width C, cells or
-        blocks per stage N)."""
-        return {"C": self.C, "N": self.N}
+        blocks per stage N, and ``network_options``)."""
+        return {"C": self.C, "N": self.N, **self.network_options}
 
 
 class _BatchStream:
