@@ -5,6 +5,7 @@ onnx import here either."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -136,6 +137,7 @@ def register_architectures(
     export_fn: Callable[[nn.Module, torch.Tensor], Any],
     input_shape: Sequence[int],
     supernet: Any = None,
+    networks: Mapping[str, nn.Module] | None = None,
     objectives: Sequence[str] | None = None,
     registered_model_name: str = "modnas-architectures",
     alias: str = "candidate",
@@ -147,9 +149,10 @@ def register_architectures(
     ``front_rows``: rows with ``device``, ``arch`` (canonical string), ``preference`` (list / JSON / "a,b") or
     ``pref_0..``, objective values (``objectives``; default every other numeric column except ``pref_*``,
     ``anchor_*``, the benchmark index) and optionally ``chosen`` (bool). Identical archs of one device become one
-    version (all their preferences in its tags). Networks: ``supernet.subnet(genotype)`` when a trained supernet
-    is given, else ``space.build_network(genotype, input_shape[1:], **network_kwargs)`` (fresh weights, seeded by
-    ``seed``; ``network_kwargs``: ``num_classes`` and the space's network hyper-parameters).
+    version (all their preferences in its tags). Networks: ``networks[arch]`` (e.g. fine-tuned subnets) where
+    given, else ``supernet.subnet(genotype)`` when a trained supernet is given, else
+    ``space.build_network(genotype, input_shape[1:], **network_kwargs)`` (fresh weights, seeded by ``seed``;
+    ``network_kwargs``: ``num_classes`` and the space's network hyper-parameters).
     ``export_fn(model, example) -> ONNX ModelProto or bytes`` (example: ``space.example_input`` of ``input_shape``,
     batch first; ``profiling.export.export_onnx``).
     Version tags: device, arch, preference (JSON), objectives (JSON), space, the benchmark index. Alias
@@ -203,7 +206,9 @@ def register_architectures(
         if g not in exports:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + sp.index(g))
-                if supernet is not None:
+                if networks is not None and sp.to_string(g) in networks:
+                    net = copy.deepcopy(networks[sp.to_string(g)])
+                elif supernet is not None:
                     net = supernet.subnet(g)
                 else:
                     net = sp.build_network(g, tuple(input_shape[1:]), **dict(network_kwargs))

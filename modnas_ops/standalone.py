@@ -114,12 +114,11 @@ def train_standalone(
 
 
 def cache_key(space: SearchSpace, data_name: str, network: Mapping[str, Any], recipe: TrainRecipe) -> str:
-    """Short hash of everything a standalone result depends on (space, data, network, recipe, torch)."""
-    blob = json.dumps(
-        {"space": space.describe(), "data": data_name, "network": dict(network), "recipe": asdict(recipe),
-         "torch": torch.__version__},
-        sort_keys=True, default=str,
-    )  # fmt: skip
+    """Short hash of everything a standalone result depends on (space, data, network, recipe but its seed, which
+    the cache stores per row, torch)."""
+    fields = {k: v for k, v in asdict(recipe).items() if k != "seed"}
+    spec = {"space": space.describe(), "data": data_name, "network": dict(network), "recipe": fields}
+    blob = json.dumps({**spec, "torch": torch.__version__}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

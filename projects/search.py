@@ -50,6 +50,8 @@ class SearchRunConfig:
     architectures_model_name: str = "modnas-architectures"  # chosen subnets as ONNX (supernet mode); "" = none
     alias: str = "candidate"
     remeasure_rounds: int = 30  # supernet mode: re-time the chosen archs with onnxruntime; 0 = skip
+    finetune_steps: int = 400  # supernet mode: train each chosen subnet standalone (from its supernet weights,
+    # standalone recipe) before it is registered, and tag its test error; 0 = register the shared weights
     plots: bool = True
     experiment: str = "search"
     run_name: str = "search"
@@ -67,6 +69,8 @@ class SearchRunConfig:
             raise FieldError("quick_profile_archs", f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
         if self.remeasure_rounds < 0:
             raise FieldError("remeasure_rounds", f"remeasure_rounds must be >= 0, got {self.remeasure_rounds}")
+        if self.finetune_steps < 0:
+            raise FieldError("finetune_steps", f"must be >= 0, got {self.finetune_steps}")
 
 
 def _preflight(cfg: SearchRunConfig) -> None:
@@ -191,9 +195,32 @@ def _remeasure(cfg: SearchRunConfig, result: Any, fronts: Any) -> Any:
     return out
 
 
+def _finetune(cfg: SearchRunConfig, result: Any, archs: Sequence[str]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Each chosen subnet trained standalone from its supernet weights (``finetune_steps`` of the standalone
+    recipe): the networks to register and their test errors (percent)."""
+    import torch
+
+    from modnas_ops.data import get_dataset
+    from modnas_ops.standalone import TrainRecipe, train_standalone
+
+    s = cfg.search.supernet
+    data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
+    recipe = TrainRecipe(steps=cfg.finetune_steps, seed=cfg.search.seed)
+    device = torch.device(cfg.search.device)
+    networks, errors = {}, {}
+    for a in archs:
+        g = result.space.from_string(a)
+        errors[a], networks[a] = train_standalone(
+            result.space, g, data, s.network_hparams(), recipe, device, init=result.supernet.subnet(g)
+        )
+        print(f"fine-tuned {a}: test error {errors[a]:.2f} %")
+    return networks, errors
+
+
 def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
     """The generator as a pyfunc (anchors + preferences -> architecture) and, in supernet mode, the chosen
-    subnets (trained weights) as ONNX models, each registered with ``cfg.alias``."""
+    subnets (fine-tuned standalone unless ``finetune_steps`` is 0) as ONNX models, each registered with
+    ``cfg.alias``; their versions carry test error, measured latency, preference and device."""
     from modnas_ops.generator import ParetoGenerator
     from modnas_ops.registration import log_generator, register_architectures
 
@@ -211,9 +238,13 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
     if cfg.architectures_model_name and result.supernet is not None:
         from profiling.export import export_onnx
 
-        chosen = fronts[fronts["on_front"]]
-        objectives = [c for c in fronts.columns if c.startswith(("pred_", "true_", "measured_"))]
+        chosen = fronts[fronts["on_front"]].copy()
         s = cfg.search.supernet
+        networks = None
+        if cfg.finetune_steps:
+            networks, errors = _finetune(cfg, result, sorted(set(chosen["arch"])))
+            chosen["test_error"] = chosen["arch"].map(errors)
+        objectives = [c for c in chosen.columns if c.startswith(("pred_", "true_", "measured_", "test_"))]
         versions = register_architectures(
             chosen[["device", "arch", *[c for c in fronts.columns if c.startswith("pref_")], *objectives]],
             result.space,
@@ -221,6 +252,7 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
             export_fn=export_onnx,
             input_shape=(1, *_input_shape(cfg)),
             supernet=result.supernet,
+            networks=networks,
             objectives=objectives,
             registered_model_name=cfg.architectures_model_name,
             alias=cfg.alias,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -36,6 +38,7 @@ TINY = [
     "--set", "search.supernet.reference_archs=8",
     "--set", "search.num_rays=4",
     "--set", "remeasure_rounds=2",
+    "--set", "finetune_steps=5",
     "--set", "plots=false",
 ]  # fmt: skip
 
@@ -68,6 +71,9 @@ def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_
     version = client.get_model_version_by_alias("modnas-architectures", "candidate-cpu-ort-t1-b1")
     assert version.tags["device"] == "cpu-ort-t1-b1"
     space.from_string(version.tags["arch"])
+    objectives = json.loads(version.tags["objectives"])  # the registered subnet was fine-tuned and tested
+    assert 0.0 <= objectives["test_error"] <= 100.0 and objectives["measured_latency_ms"] > 0
+    assert json.loads(version.tags["preference"])
 
 
 def test_bad_config_exits_2_before_any_run(mlflow_uri, capsys, profile_table):
