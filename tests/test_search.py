@@ -408,3 +408,14 @@ def test_predictor_optimum_with_an_exact_predictor_is_the_rays_optimum_of_the_ta
         picks = [int(np.argmin(z @ r)) for r in rays]
         expected = evaluate_front(table, d, picks).hv / true_front(table, d).hv
         assert res.metrics[f"predictor_optimum_hv_ratio/{d}"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_frozen_weights_train_only_during_the_warm_up(world) -> None:
+    from modnas_ops.data import load_digits_splits
+
+    seen: list[dict] = []
+    cfg = _supernet_cfg(None, **{"supernet.freeze_weights": "true", "supernet.warmup_epochs": 1})
+    run_search(cfg, on_epoch=lambda e, m: seen.append(m), progress=False, data=load_digits_splits(seed=0),
+               profile_rows=_profile_rows(world))  # fmt: skip
+    assert "weight_loss" in seen[0] and "hypernet_loss" not in seen[0]  # warm-up: weights only
+    assert all("weight_loss" not in m and "hypernet_loss" in m for m in seen[1:])  # then the hypernetwork only

@@ -46,6 +46,8 @@ class SupernetConfig:
     archs_per_weight_step: int = 2  # sampled architectures per supernet weight step
     uniform_fraction: float = 0.5  # share of them drawn uniformly instead of from H (keeps every op trained)
     warmup_epochs: int = 1  # weight steps only (hypernetwork frozen) for the first epochs
+    freeze_weights: bool = False  # after the warm-up the shared weights stay fixed (as MODNAS does with a
+    # pretrained OFA supernet): the hypernetwork searches one trained supernet that its choices cannot re-shape
     test_devices: tuple[str, ...] = ()  # devices of the profiling table held out (zero-shot)
     predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the profiling table here
     predictor_epochs: int = 300
@@ -164,7 +166,7 @@ class SupernetObjective(ErrorObjective):
             weight_decay=self.scfg.weight_decay,
         )  # fmt: skip
         self.weight_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.weight_optimizer, T_max=max(1, context.epochs * context.steps_per_epoch)
+            self.weight_optimizer, T_max=max(1, self._weight_epochs(context) * context.steps_per_epoch)
         )
         self.train_stream = _BatchStream(self.data.train, self.scfg.batch_size, context.seed + 1, device)
         self.valid_stream = _BatchStream(self.data.valid, self.scfg.batch_size, context.seed + 2, device)
@@ -224,7 +226,13 @@ class SupernetObjective(ErrorObjective):
     def hypernet_frozen(self) -> bool:
         return self.epoch < self.scfg.warmup_epochs
 
+    def _weight_epochs(self, context: SearchContext) -> int:
+        """Epochs with weight steps: all of them, or the warm-up alone when the weights freeze after it."""
+        return min(self.scfg.warmup_epochs, context.epochs) if self.scfg.freeze_weights else context.epochs
+
     def before_hypernet_step(self, architect: Architect, train_devices: DeviceBatch) -> Any:
+        if self.scfg.freeze_weights and not self.hypernet_frozen:
+            return self.valid_stream.next()  # weights fixed after the warm-up
         x, y = self.train_stream.next()
         loss = architect.weight_step(
             self.supernet, self.weight_optimizer, x, y, train_devices,
