@@ -235,7 +235,9 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
         )
         uri, version = log_generator(gen, registered_model_name=cfg.generator_model_name, alias=cfg.alias)
         print(f"generator: {uri} registered as models:/{cfg.generator_model_name}@{cfg.alias} (v{version})")
-    if cfg.architectures_model_name and result.supernet is not None:
+    if cfg.architectures_model_name and result.supernet is not None and not fronts["on_front"].any():
+        print("no architecture below the 90 % error cut on any device: no subnet registered")
+    elif cfg.architectures_model_name and result.supernet is not None:
         from profiling.export import export_onnx
 
         chosen = fronts[fronts["on_front"]].copy()
