@@ -52,6 +52,20 @@ class TrainRecipe:
         check_at_least(self, 0, "momentum", "weight_decay", "grad_clip", "seed")
 
 
+def optimizer_step(
+    loss: torch.Tensor, params: Any, optimizer: torch.optim.Optimizer, scheduler: Any, grad_clip: float = 0.0
+) -> float:
+    """One step on ``loss``: zero grads, backward, optional norm clipping of ``params``, optimizer and
+    scheduler steps; returns the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
 def train(net: nn.Module, data: TensorDataset, recipe: TrainRecipe, device: torch.device) -> list[float]:
     """Train ``net`` in place on ``data`` with ``recipe``; returns the per-step losses."""
     x_all, y_all = data.tensors
@@ -66,13 +80,7 @@ def train(net: nn.Module, data: TensorDataset, recipe: TrainRecipe, device: torc
     for _ in range(recipe.steps):
         idx = torch.randint(len(x_all), (min(recipe.batch_size, len(x_all)),), generator=gen)
         loss = nn.functional.cross_entropy(net(x_all[idx].to(device)), y_all[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if recipe.grad_clip:
-            nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(loss, net.parameters(), opt, sched, recipe.grad_clip))
     return losses
 
 
@@ -163,6 +171,7 @@ __all__ = [
     "TrainRecipe",
     "cache_key",
     "error_percent",
+    "optimizer_step",
     "standalone_errors",
     "train",
     "train_standalone",

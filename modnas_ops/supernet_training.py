@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .atomic import atomic_torch_save
 from .errors import UserError
 from .spaces import Genotype, get_search_space
+from .standalone import optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +110,7 @@ def pretrain_supernet(
                 idx = torch.cat([idx, order[: bs - len(idx)]])
             w = torch.from_numpy(space.one_hot(space.sample(rng))).to(device)
             loss = nn.functional.cross_entropy(supernet(x_all[idx].to(device), w), y_all[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(loss, supernet.parameters(), opt, sched, cfg.grad_clip))
         errs = valid_error(supernet, eval_set, *valid.tensors)
         m = {
             "epoch": float(epoch),
