@@ -322,21 +322,41 @@ class Architect:
     def device_losses(self, devices: DeviceBatch, batch: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(losses (T,), normalised objectives (T, B, M)) of every device in one batched forward, on the
         autograd graph; B = ``prefs_per_device`` preferences (and sampled architectures) per device."""
+        losses, objs, _ = self._losses(devices, batch, split=False)
+        return losses, objs
+
+    def _losses(
+        self, devices: DeviceBatch, batch: Any, split: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(losses (T,), objectives (T, B, M), surrogates (T,)). ``split``: the objectives are evaluated on a
+        detached copy of the sampled architectures and their gradient w.r.t. it taken in ONE backward (each
+        row's objectives depend on that row's architecture only, so the gradient of the sum holds every
+        row's own); surrogate_i = <arch_i, dL_i/d arch_i> + the terms of L_i on the logits has L_i's gradient
+        w.r.t. the hypernetwork, and its per-device backward never re-enters the error term's graph (a
+        per-device backward through a batched graph would run every device's supernet graph again, with
+        zero gradients: T x the cost). Without ``split`` the surrogates are the losses."""
         t, b = len(devices.names), self.prefs_per_device
         r = self.sample_preferences(t * b, devices.embeddings.device)  # (T*B, M)
         emb = devices.embeddings.repeat_interleave(b, dim=0)  # (T*B, D)
         lo = devices.lo.repeat_interleave(b, dim=0)  # (T*B, M)
         hi = devices.hi.repeat_interleave(b, dim=0)  # (T*B, M)
         logits, arch = self.sample_architectures(r, emb)  # (T*B, E, K) each
-        objs = self.objectives(arch, emb, lo, hi, batch)  # (T*B, M)
+        leaf = arch.detach().requires_grad_() if split else arch
+        objs = self.objectives(leaf, emb, lo, hi, batch)  # (T*B, M)
         per_row = self.scalarise(objs, r)  # (T*B,)
         if self.cosine_weight > 0:
             per_row = per_row - self.cosine_weight * cosine_similarity(objs, r)
+        direct = torch.zeros_like(per_row)  # (T*B,) terms of the loss on the logits themselves
         if self.entropy_weight > 0:
             logp = torch.log_softmax(logits, dim=-1)
             entropy = -(logp.exp() * logp).sum(-1).mean(-1)  # (T*B,) mean over edges
-            per_row = per_row - self.entropy_weight * entropy
-        return per_row.view(t, b).mean(1), objs.view(t, b, -1)
+            direct = direct - self.entropy_weight * entropy
+        losses = (per_row + direct).view(t, b).mean(1)  # (T,)
+        if not split:
+            return losses, objs.view(t, b, -1), losses
+        (g_arch,) = torch.autograd.grad(per_row.view(t, b).mean(1).sum(), leaf)  # (T*B, E, K)
+        surrogate = ((arch * g_arch).sum((1, 2)) * b + direct).view(t, b).mean(1)  # (T,)
+        return losses.detach(), objs.detach().view(t, b, -1), surrogate
 
     def per_device_gradients(self, losses: torch.Tensor) -> torch.Tensor:
         """(T, P) gradients of each loss w.r.t. the hypernetwork parameters: one vectorised backward
@@ -369,8 +389,9 @@ class Architect:
             )
         self.hypernetwork.train()
         params = self.params
-        losses, objs = self.device_losses(devices, batch)  # (T,), (T, B, M)
-        g = self.per_device_gradients(losses)  # (T, P)
+        # batched_grads: one vectorised backward of the whole graph already; else split at the architecture
+        losses, objs, surrogate = self._losses(devices, batch, split=not self.batched_grads)  # (T,), (T, B, M), (T,)
+        g = self.per_device_gradients(surrogate)  # (T, P)
         result = combine(
             g,
             mode=self.combine_mode,

@@ -212,7 +212,7 @@ def _load_cached(
                 )
             latency_ms[name[len(LATENCY_PREFIX) :]] = _readonly(lat)
 
-    train, test, anchors = _read_devices(dev_path, table_path, set(latency_ms), n)
+    train, test, anchors = read_devices_file(dev_path, table_path, set(latency_ms), n, space.num_anchors)
     unlisted = sorted(set(latency_ms) - set(train) - set(test))
     if unlisted:
         log.warning("%s: latency columns not listed in %s: %s", table_path.name, dev_path.name, ", ".join(unlisted))
@@ -329,9 +329,10 @@ def _parse_archs(path: Path, space: NB201Space, archs: Sequence[str]) -> np.ndar
     return genotypes
 
 
-def _read_devices(
-    dev_path: Path, table_path: Path, columns: set[str], n: int
+def read_devices_file(
+    dev_path: Path, table_path: Path, columns: set[str], n: int, num_anchors: int
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    """(train devices, test devices, anchor rows) of a table's devices.json; TableError naming the problem."""
     try:
         spec = json.loads(dev_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
@@ -361,10 +362,10 @@ def _read_devices(
     anchors = spec["reference_arch_indices"]
     if (
         not isinstance(anchors, list)
-        or len(anchors) != NB201Space().num_anchors
+        or len(anchors) != num_anchors
         or not all(isinstance(a, int) and not isinstance(a, bool) for a in anchors)
     ):
-        raise TableError(f"{dev_path}: 'reference_arch_indices' must be a list of {NB201Space().num_anchors} integers")
+        raise TableError(f"{dev_path}: 'reference_arch_indices' must be a list of {num_anchors} integers")
     bad = [a for a in anchors if not 0 <= a < n]
     if bad:
         raise TableError(f"{dev_path}: anchor index {bad[0]} is out of range 0..{n - 1} of {table_path.name}")

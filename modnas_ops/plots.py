@@ -17,9 +17,12 @@ def axis_label(objective: str) -> str:
     return UNITS.get(objective, objective)
 
 
-def front_figure(rows: Any, device: str, hv: Mapping[str, float], objectives: Sequence[str]) -> Any:
+def front_figure(
+    rows: Any, device: str, hv: Mapping[str, float], objectives: Sequence[str], reference: np.ndarray | None = None
+) -> Any:
     """Rows of one device (``pred_<o>``, ``true_<o>`` for every objective, ``on_front``): predicted points,
-    judged (true / measured) points, and the judged front, in every pair of objectives."""
+    judged (true / measured) points, and the judged front, in every pair of objectives; ``reference`` (R, M):
+    the judged objectives of the reference architectures (the HV normalisation set), drawn behind them."""
     from matplotlib.figure import Figure
 
     pairs = list(itertools.combinations(objectives, 2))  # (error, metric) pairs first
@@ -29,6 +32,11 @@ def front_figure(rows: Any, device: str, hv: Mapping[str, float], objectives: Se
     on = rows["on_front"].to_numpy(bool)
     for i, (y, x) in enumerate(pairs):
         ax = fig.add_subplot(nrows, cols, i + 1)
+        xs = [rows[f"pred_{x}"], rows[f"true_{x}"]]
+        if reference is not None and len(reference):
+            jx, jy = objectives.index(x), objectives.index(y)
+            ax.scatter(reference[:, jx], reference[:, jy], s=12, c="0.82", label=f"reference archs ({len(reference)})")
+            xs.append(reference[:, jx])
         ax.scatter(rows[f"pred_{x}"], rows[f"pred_{y}"], s=14, marker="x", c="0.5", label="predicted")
         ax.scatter(rows[f"true_{x}"][~on], rows[f"true_{y}"][~on], s=16, c="tab:orange", label="off the front")
         front = rows[on].sort_values(f"true_{x}")
@@ -36,7 +44,7 @@ def front_figure(rows: Any, device: str, hv: Mapping[str, float], objectives: Se
         ax.plot(front[f"true_{x}"], front[f"true_{y}"], style, c="tab:blue", ms=4, label="found front")
         ax.set_xlabel(axis_label(x))
         ax.set_ylabel(axis_label(y))
-        _readable_limits(ax, np.concatenate([rows[f"pred_{x}"], rows[f"true_{x}"]]), "x")
+        _readable_limits(ax, np.concatenate(xs), "x")
         if i == 0:
             ax.legend(fontsize=8)
     fig.suptitle(f"{device}: " + ", ".join(f"{k} {v:.4f}" for k, v in hv.items()), fontsize=9)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from scipy import stats
 from sklearn.base import RegressorMixin
 from sklearn.compose import TransformedTargetRegressor
@@ -111,8 +112,10 @@ def create_baseline(name: str) -> RegressorMixin:
 
 
 def one_hot_features(space: SearchSpace, genotypes: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
-    """(N, E * K) float32 flattened one-hot encodings."""
-    return space.one_hot_batch(np.asarray(genotypes, dtype=np.int64).tolist()).reshape(len(genotypes), -1)
+    """(N, F) float32 predictor features of the one-hot encodings (:meth:`SearchSpace.features`: the flattened
+    one-hots, or the space's table encoding, e.g. HELP's 160 for mbv3)."""
+    onehot = space.one_hot_batch(np.asarray(genotypes, dtype=np.int64).tolist())  # (N, D, K)
+    return space.features(torch.from_numpy(onehot)).numpy()
 
 
 def fit_baseline(

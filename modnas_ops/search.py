@@ -67,7 +67,7 @@ from .objectives import (
 )
 from .pareto import preference_rays
 from .sampling import create_sampler
-from .spaces import SearchSpace, get_search_space
+from .spaces import Genotype, SearchSpace, get_search_space
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,10 @@ class SearchConfig:
     epochs: int = 10
     steps_per_epoch: int = 50  # hypernetwork steps per epoch (supernet mode: also weight steps)
     num_rays: int = 24  # evaluation preference rays per device
+    archive: bool = False  # fronts of every architecture any evaluation's rays chose for the device (judged
+    # again at the end), not only the last evaluation's: an external archive, as multi-objective EAs keep
+    refine_rounds: int = 0  # with the archive: rounds adding every one-decision neighbour of each device's
+    # archived front to its archive (judged by the same supernet / predictor), filling gaps between the rays
     eval_every: int = 1  # epochs between front evaluations (the last epoch is always evaluated)
     threads: int = 1  # torch intra-op threads (tiny tensors: 1 is fastest on a shared CPU)
     device: str = "cpu"  # torch device
@@ -176,6 +180,8 @@ class SearchConfig:
         check_registered("space", self.space, "search space", available_search_spaces())
         if self.seed < 0:
             raise FieldError("seed", f"must be >= 0, got {self.seed}")
+        if self.refine_rounds < 0 or (self.refine_rounds and not self.archive):
+            raise FieldError("refine_rounds", "must be >= 0, and needs archive: true")
         for name in ("epochs", "steps_per_epoch", "num_rays", "eval_every", "threads"):
             if int(getattr(self, name)) < 1:
                 raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
@@ -187,7 +193,7 @@ def config_fingerprint(cfg: SearchConfig, inputs: Mapping[str, str] | None = Non
     hashes of the data, tables and model files, and the code versions); a checkpoint only resumes the search
     with the same fingerprint."""
     d = config_to_dict(cfg)
-    for volatile in ("checkpoint_dir", "threads", "eval_every"):
+    for volatile in ("checkpoint_dir", "threads"):
         d.pop(volatile, None)
     payload = {"config": d, "inputs": dict(inputs or {}), "checkpoint_version": CHECKPOINT_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -296,6 +302,13 @@ def search_inputs(cfg: SearchConfig, inject: Mapping[str, Any]) -> dict[str, str
         ids["data"] = content_hash(data) if data is not None else content_hash(_data_identity(s.dataset, s.data_root))
         if s.init_weights:
             ids["init_weights"] = file_hash(s.init_weights, f"{prefix}.init_weights")
+        if s.table_devices:
+            from .latency_table import resolve_latency_table
+
+            table = resolve_latency_table(cfg.space, s.latency_table or None)
+            ids["latency_table"] = file_hash(table, f"{prefix}.latency_table")
+            devices = table.parent / DEVICES_FILE
+            ids["latency_table_devices"] = file_hash(devices, f"{prefix}.latency_table") if devices.is_file() else ""
     predictor_file = cfg.benchmark.predictor if cfg.mode == "benchmark" else cfg.supernet.predictor
     if inject.get("predictor") is not None:
         ids["predictor"] = content_hash(inject["predictor"])
@@ -327,6 +340,7 @@ class SearchResult:
     supernet: nn.Module | None = None  # supernet mode: the trained weight-sharing supernet
     checkpoint: Path | None = None  # the search's checkpoint file (None without a checkpoint_dir)
     fingerprint: str = ""
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # device -> (R, M) judged reference archs
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------
@@ -389,6 +403,56 @@ def evaluate_fronts(
         rows, m = objective.judge(dev, genotypes)
         for j in range(rays.shape[1]):
             rows.insert(3 + j, f"pref_{j}", rays[:, j])
+        frames.append(rows)
+        metrics.update(m)
+    return pd.concat(frames, ignore_index=True), with_aggregates(metrics, objective.devices)
+
+
+ArchiveKey = tuple[str, Genotype]  # (device, genotype)
+
+
+def add_to_archive(
+    archive: dict[ArchiveKey, dict[str, float]], fronts: pd.DataFrame, space: SearchSpace, epoch: int
+) -> None:
+    """Record each (device, architecture) of an evaluation's rows with the preference and epoch it was first
+    chosen at."""
+    prefs = [c for c in fronts.columns if c.startswith("pref_")]
+    for r in fronts.to_dict("records"):
+        key = (str(r["device"]), space.from_string(str(r["arch"])))
+        archive.setdefault(key, {**{p: float(r[p]) for p in prefs}, "epoch": float(epoch)})
+
+
+def add_front_neighbours(
+    archive: dict[ArchiveKey, dict[str, float]], fronts: pd.DataFrame, space: SearchSpace, epoch: int
+) -> int:
+    """Add every one-decision neighbour (canonical) of each device's on-front architectures to its archive,
+    with the preference of the front architecture it neighbours; returns how many were new."""
+    added = 0
+    for r in fronts[fronts["on_front"]].to_dict("records"):
+        info = {k: float(v) for k, v in r.items() if str(k).startswith("pref_")}
+        for g in space.neighbours(space.from_string(str(r["arch"]))):
+            key = (str(r["device"]), space.canonical(g))
+            if key not in archive:
+                archive[key] = {**info, "epoch": float(epoch), "neighbour": 1.0}
+                added += 1
+    return added
+
+
+def evaluate_archive(
+    objective: ErrorObjective, archive: Mapping[ArchiveKey, Mapping[str, float]]
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Every device's archived architectures judged together (one row each, with the preference and epoch that
+    first chose it); ``on_front`` marks the non-dominated ones."""
+    frames, metrics = [], {}
+    for dev in objective.devices:
+        entries = [(g, info) for (name, g), info in archive.items() if name == dev.name]
+        if not entries:
+            continue
+        rows, m = objective.judge(dev, [g for g, _ in entries])
+        for j, key in enumerate(k for k in entries[0][1] if k.startswith("pref_")):
+            rows.insert(3 + j, key, [info[key] for _, info in entries])
+        rows["epoch"] = [int(info["epoch"]) for _, info in entries]
+        rows["source"] = ["neighbour" if info.get("neighbour") else "rays" for _, info in entries]
         frames.append(rows)
         metrics.update(m)
     return pd.concat(frames, ignore_index=True), with_aggregates(metrics, objective.devices)
@@ -567,8 +631,10 @@ def run_search(
     train_devices = _device_batch([d for d in objective.devices if d.split == "train"], device)
     rays = preference_rays(cfg.num_rays, num_objectives)
     history: list[dict[str, float]] = []
+    archive: dict[ArchiveKey, dict[str, float]] = {}
     first_epoch = 0
     if state is not None:
+        archive = {(d, tuple(g)): dict(info) for d, g, info in state.get("archive", [])}
         architect.load_state_dict(state["architect"])
         scheduler.load_state_dict(state["scheduler"])
         history = list(state["history"])
@@ -594,6 +660,8 @@ def run_search(
         if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
             fronts, metrics = evaluate_fronts(objective, architect, rays, device)
             epoch_metrics.update(metrics)
+            if cfg.archive:
+                add_to_archive(archive, fronts, space, epoch)
         epoch_metrics["wall_time_s"] = time.perf_counter() - start
         history.append(epoch_metrics)
         if ckpt_path is not None:
@@ -608,12 +676,21 @@ def run_search(
                     "scheduler": scheduler.state_dict(),
                     "objective": objective.state_dict(),
                     "history": history,
+                    "archive": [[d, list(g), info] for (d, g), info in archive.items()],
                 },
             )
         if on_epoch is not None:
             on_epoch(epoch, epoch_metrics)
     if fronts.empty:  # resumed after the last epoch: evaluate once more
         fronts, metrics = evaluate_fronts(objective, architect, rays, device)
+        if cfg.archive:
+            add_to_archive(archive, fronts, space, cfg.epochs - 1)
+    if cfg.archive:
+        fronts, metrics = evaluate_archive(objective, archive)
+        for _ in range(cfg.refine_rounds):
+            if not add_front_neighbours(archive, fronts, space, cfg.epochs):
+                break
+            fronts, metrics = evaluate_archive(objective, archive)
     final = {**metrics, **model_optimum_metrics(objective, architect, rays), **objective.extra_metrics()}
     final["time/setup_s"] = setup_s
     final["wall_time_s"] = time.perf_counter() - start
@@ -631,6 +708,9 @@ def run_search(
         supernet=objective.trained_supernet(),
         checkpoint=ckpt_path,
         fingerprint=fingerprint,
+        reference={
+            d.name: ref for d in objective.devices if (ref := objective.reference_points(d)) is not None
+        },
     )
 
 

@@ -148,17 +148,6 @@ def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
     return result.rows, str(result.path)
 
 
-def _with_preferences(fronts: Any, num_rays: int, num_objectives: int) -> Any:
-    """Fronts with the preference vector of each row's ray as columns pref_0..pref_{M-1}."""
-    from modnas_ops.pareto import preference_rays
-
-    rays = preference_rays(num_rays, num_objectives)  # (R, M)
-    out = fronts.copy()
-    for j in range(num_objectives):
-        out[f"pref_{j}"] = rays[out["ray"].to_numpy(int), j]
-    return out
-
-
 def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
     """(C, H, W) of one sample of the search's dataset."""
     from modnas_ops.data import get_dataset
@@ -320,7 +309,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if result.checkpoint is not None and result.checkpoint.is_file():
             tracking.log_artifact(result.checkpoint, "checkpoint")
         tracking.set_tags({"search.fingerprint": result.fingerprint})
-        fronts = _with_preferences(result.fronts, cfg.search.num_rays, len(result.objectives))
+        fronts = result.fronts  # one row per (device, ray) or archived architecture, with its pref_* columns
         if cfg.search.mode == "supernet" and result.supernet is not None and cfg.remeasure_rounds:
             fronts = _remeasure(cfg, result, fronts)
             tracking.log_table(fronts, "fronts/fronts_measured.csv")
@@ -336,7 +325,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 hv = {k.split("/")[0]: v for k, v in result.metrics.items() if k.endswith(f"/{d.name}")}
                 hv = {k: v for k, v in hv.items() if k in ("hv", "hv_ratio", "hv_reference")}
                 rows = result.fronts[result.fronts["device"] == d.name]
-                figure = front_figure(rows, d.name, hv, result.objectives)
+                figure = front_figure(rows, d.name, hv, result.objectives, result.reference.get(d.name))
                 tracking.log_figure(figure, f"fronts/{d.name}.png")
 
     m = result.metrics

@@ -419,3 +419,70 @@ def test_frozen_weights_train_only_during_the_warm_up(world) -> None:
                profile_rows=_profile_rows(world))  # fmt: skip
     assert "weight_loss" in seen[0] and "hypernet_loss" not in seen[0]  # warm-up: weights only
     assert all("weight_loss" not in m and "hypernet_loss" in m for m in seen[1:])  # then the hypernetwork only
+
+
+def test_pretrain_steps_run_once_and_a_resume_does_not_repeat_them(world, tmp_path, monkeypatch) -> None:
+    import modnas_ops.supernet_training as st
+    from modnas_ops.data import load_digits_splits
+
+    calls: list[int] = []
+    real = st.pretrain_supernet
+
+    def counting(net, train, valid, cfg, *a, **kw):
+        calls.append(cfg.epochs * cfg.steps_per_epoch)
+        return real(net, train, valid, cfg, *a, **kw)
+
+    monkeypatch.setattr(st, "pretrain_supernet", counting)
+    data, rows = load_digits_splits(seed=0), _profile_rows(world)
+    cfg = _supernet_cfg(tmp_path, **{"supernet.pretrain_steps": 8, "supernet.freeze_weights": "true",
+                                     "supernet.warmup_epochs": 0})  # fmt: skip
+    seen: list[dict] = []
+
+    def kill_after_epoch_0(epoch: int, metrics: dict) -> None:
+        seen.append(metrics)
+        if epoch == 0:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        run_search(cfg, on_epoch=kill_after_epoch_0, progress=False, data=data, profile_rows=rows)
+    assert calls == [8] and "pretrain_loss" in seen[0] and "weight_loss" not in seen[0]
+    run_search(cfg, progress=False, data=data, profile_rows=rows)
+    assert calls == [8]  # resumed from the checkpoint: the pre-trained weights are in it
+
+
+def test_archive_fronts_hold_every_evaluated_architecture_judged_at_the_end(world) -> None:
+    from modnas_ops.data import load_digits_splits
+
+    data, rows = load_digits_splits(seed=0), _profile_rows(world)
+    seen: list[dict] = []
+    plain = run_search(_supernet_cfg(None), progress=False, data=data, profile_rows=rows)
+    archived = run_search(_supernet_cfg(None, archive="true"), on_epoch=lambda e, m: seen.append(m), progress=False,
+                          data=data, profile_rows=rows)  # fmt: skip
+    for d in ("cpu-a", "cpu-b"):
+        last = set(plain.fronts.loc[plain.fronts["device"] == d, "arch"])
+        mine = archived.fronts[archived.fronts["device"] == d]
+        assert last <= set(mine["arch"]) and mine["arch"].is_unique  # the last rays' archs, each once
+        assert set(mine["epoch"]) <= {0, 1, 2} and {"pref_0", "pref_1"} <= set(mine.columns)
+        assert archived.metrics[f"hv/{d}"] >= plain.metrics[f"hv/{d}"] - 1e-9  # a superset dominates more
+        ref = archived.reference[d]
+        assert ref.shape == (4, 2) and np.all(np.isfinite(ref))
+
+
+def test_refinement_adds_the_front_neighbours_and_keeps_or_dominates_the_front(world) -> None:
+    from modnas_ops.data import load_digits_splits
+
+    data, rows = load_digits_splits(seed=0), _profile_rows(world)
+    base = run_search(_supernet_cfg(None, archive="true"), progress=False, data=data, profile_rows=rows)
+    refined = run_search(_supernet_cfg(None, archive="true", refine_rounds=1), progress=False, data=data,
+                         profile_rows=rows)  # fmt: skip
+    for d in ("cpu-a", "cpu-b"):
+        front = base.fronts[(base.fronts["device"] == d) & base.fronts["on_front"]]
+        mine = refined.fronts[refined.fronts["device"] == d]
+        want = {SPACE.to_string(SPACE.canonical(n)) for a in front["arch"] for n in SPACE.neighbours(SPACE.from_string(a))}
+        assert want <= set(mine["arch"]) and set(mine.loc[mine["source"] == "neighbour", "arch"]) <= want
+        cols = ["true_error", "true_latency_ms"]
+        new_front = mine.loc[mine["on_front"], cols].to_numpy()
+        for old in front[cols].to_numpy():  # each old front point is kept or dominated (same judged values)
+            assert np.any(np.all(new_front <= old + 1e-9, axis=1))
+    with pytest.raises(UserError, match="refine_rounds"):
+        _supernet_cfg(None, refine_rounds=1)  # needs the archive

@@ -49,7 +49,7 @@ def test_decode_never_picks_a_masked_choice(name):
 @pytest.mark.parametrize("name", SPACES)
 def test_mixed_radix_index_enumerates_the_space(name):
     space = get_search_space(name)
-    assert space.num_architectures == int(np.prod(space.num_choices))
+    assert space.num_architectures == int(np.prod(np.asarray(space.num_choices, dtype=object)))
     if space.num_architectures <= 20_000:
         idx = space.index_batch(np.asarray(list(space.all_genotypes())))
         np.testing.assert_array_equal(idx, np.arange(space.num_architectures))

@@ -49,8 +49,10 @@ def make_predictor(name: str) -> RegressorMixin:
 
 
 def features(space: SearchSpace, genotypes: list[Genotype] | np.ndarray) -> np.ndarray:
-    """(N, D*K) flattened one-hot encodings."""
-    return space.one_hot_batch(genotypes).reshape(len(genotypes), -1)
+    """(N, F) predictor features of the one-hot encodings (:func:`one_hot_features`)."""
+    from ..predictor_baselines import one_hot_features
+
+    return one_hot_features(space, genotypes)
 
 
 class PredictedProblem(Problem):

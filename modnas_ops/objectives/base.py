@@ -122,6 +122,11 @@ class ErrorObjective(abc.ABC):
         """Rows (one per genotype: predicted and true/measured objectives, on_front) and metrics
         (``hv/<device>`` ...) of the architectures a device's rays selected."""
 
+    def reference_points(self, device: SearchDevice) -> np.ndarray | None:
+        """(R, M) judged objectives of the mode's reference architectures on ``device`` (the set its HV is
+        normalised over), for plots beside the found front; None where the mode has none."""
+        return None
+
     def error_model(self) -> nn.Module | None:
         """A saveable error model for the generator (None when there is none)."""
         return None

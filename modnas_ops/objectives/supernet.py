@@ -45,12 +45,19 @@ class SupernetConfig:
     grad_clip: float = 5.0
     archs_per_weight_step: int = 2  # sampled architectures per supernet weight step
     uniform_fraction: float = 0.5  # share of them drawn uniformly instead of from H (keeps every op trained)
+    pretrain_steps: int = 0  # uniform single-path weight steps (own cosine schedule) before the first epoch:
+    # every architecture equally likely, so the shared weights rank subnets before any preference shapes them
     warmup_epochs: int = 1  # weight steps only (hypernetwork frozen) for the first epochs
     freeze_weights: bool = False  # after the warm-up the shared weights stay fixed (as MODNAS does with a
     # pretrained OFA supernet): the hypernetwork searches one trained supernet that its choices cannot re-shape
     test_devices: tuple[str, ...] = ()  # devices of the profiling table held out (zero-shot)
+    table_devices: bool = False  # also search the devices of the space's latency table (its train devices
+    # fit the MetaPredictor, its test devices are zero-shot), e.g. OFA's 9 GPU x batch configs for mbv3
+    latency_table: str = ""  # that table's file; "" = $MODNAS_<SPACE>_TABLE
     predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the profiling table here
     predictor_epochs: int = 300
+    predictor_batch_size: int = 64
+    predictor_max_archs: int = 0  # training archs per device (anchors included); 0 = all (a 5,000-arch table: cap it)
     init_weights: str = ""  # supernet file of projects/train_supernet.py to start from ("" = fresh weights)
     dense_gradients: bool = True  # error term computes every choice (forward dense=True); False = selected only
     reference_archs: int = 48  # random architectures that fix the HV normalisation per device
@@ -63,10 +70,12 @@ class SupernetConfig:
         check_registered("dataset", self.dataset, "dataset", available_datasets())
         if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.grad_clip < 0:
             raise FieldError("momentum", "need 0 <= momentum < 1, weight_decay >= 0, grad_clip >= 0")
-        check_at_least(self, 1, "C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs")
+        check_at_least(self, 1, "C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs",
+                       "predictor_batch_size")  # fmt: skip
+        check_at_least(self, 0, "predictor_max_archs")
         if not 0 <= self.uniform_fraction <= 1:
             raise FieldError("uniform_fraction", f"must lie in [0, 1], got {self.uniform_fraction}")
-        check_at_least(self, 0, "warmup_epochs", "eval_batches")
+        check_at_least(self, 0, "pretrain_steps", "warmup_epochs", "eval_batches")
         check_positive(self, "weight_lr")
 
     def network_hparams(self) -> dict[str, Any]:
@@ -148,6 +157,15 @@ class SupernetObjective(ErrorObjective):
         if profile_rows is None:
             raise UserError("supernet mode needs a profiling table (rows of profiling.campaign.read_table)")
         self.measured = measurements_from_profile(profile_rows, space, test_devices=self.scfg.test_devices)
+        if self.scfg.table_devices:
+            from ..latency_table import load_latency_table
+            from ..predictor import measurements_from_table
+
+            table = measurements_from_table(load_latency_table(space.name, self.scfg.latency_table or None))
+            clash = sorted({m.name for m in table} & {m.name for m in self.measured})
+            if clash:
+                raise UserError(f"search.supernet.latency_table: device {clash[0]!r} is also in the profiling table")
+            self.measured += table
         if not any(m.split == "train" for m in self.measured):
             raise UserError("search.supernet.test_devices: every device of the profiling table is a test device")
         self._injected_predictor = predictor
@@ -171,11 +189,16 @@ class SupernetObjective(ErrorObjective):
         self.train_stream = _BatchStream(self.data.train, self.scfg.batch_size, context.seed + 1, device)
         self.valid_stream = _BatchStream(self.data.valid, self.scfg.batch_size, context.seed + 2, device)
         self.epoch = 0
+        self.pretrained = self.scfg.pretrain_steps == 0  # restored from a checkpoint or done in setup
+        self.pretrain_history: list[dict[str, float]] = []
         self.weight_losses: list[float] = []
         self._error_cache: dict[Genotype, float] = {}  # valid error per genotype under the current weights
+        self._reference_points: dict[str, np.ndarray] = {}  # device -> (R, M) of the latest judge
 
     def setup(self, rng: np.random.Generator) -> None:
         self.predictor = self._load_predictor().to(self.device).eval()
+        if not self.pretrained:
+            self._pretrain()
         # reference architectures fix each device's HV normalisation; the latency bounds of the search come
         # from a larger pool: the reference set, every measured architecture and BOUNDS_POOL random samples
         draws = [self.space.sample(rng) for _ in range(4 * self.scfg.reference_archs)]
@@ -203,6 +226,22 @@ class SupernetObjective(ErrorObjective):
                 for x in self.metrics
             }
 
+    def _pretrain(self) -> None:
+        """``pretrain_steps`` uniform single-path steps of the shared weights (4 epochs of the schedule, each
+        reporting the mean valid error of 4 fixed random architectures)."""
+        from ..supernet_training import PretrainConfig, pretrain_supernet
+
+        epochs = min(4, self.scfg.pretrain_steps)
+        cfg = PretrainConfig(
+            epochs=epochs, steps_per_epoch=math.ceil(self.scfg.pretrain_steps / epochs),
+            batch_size=self.scfg.batch_size, lr=self.scfg.weight_lr, momentum=self.scfg.momentum,
+            weight_decay=self.scfg.weight_decay, grad_clip=self.scfg.grad_clip, eval_archs=4, seed=self.context.seed,
+        )  # fmt: skip
+        log.info("pre-training the supernet: %d uniform single-path steps", epochs * cfg.steps_per_epoch)
+        self.pretrain_history = pretrain_supernet(self.supernet, self.data.train, self.data.valid, cfg)
+        self.pretrained = True
+        self._error_cache.clear()
+
     def _load_predictor(self) -> nn.Module:
         if self._injected_predictor is not None:
             return self._injected_predictor
@@ -212,7 +251,10 @@ class SupernetObjective(ErrorObjective):
             return MetaPredictor.load(self.scfg.predictor)
         fit = fit_meta_predictor(
             self.measured,
-            FitConfig(epochs=self.scfg.predictor_epochs, batch_size=64, patience=60, seed=self.context.seed),
+            FitConfig(
+                epochs=self.scfg.predictor_epochs, batch_size=self.scfg.predictor_batch_size, patience=60,
+                max_train_archs=self.scfg.predictor_max_archs, seed=self.context.seed,
+            ),  # fmt: skip
             space=self.space,
             progress=False,
         )
@@ -287,6 +329,7 @@ class SupernetObjective(ErrorObjective):
             return np.asarray([[err[g], *judged[g]] for g in gs], dtype=np.float64)
 
         ref = points(self.reference)
+        self._reference_points[device.name] = ref
         found = points(genotypes)
         normaliser = reference_normaliser(ref, found)
 
@@ -303,8 +346,15 @@ class SupernetObjective(ErrorObjective):
     def trained_supernet(self) -> nn.Module | None:
         return self.supernet
 
+    def reference_points(self, device: SearchDevice) -> np.ndarray | None:
+        return self._reference_points.get(device.name)
+
     def extra_metrics(self) -> dict[str, float]:
         out = {}
+        if self.pretrain_history:
+            out["pretrain_loss"] = self.pretrain_history[-1]["train_loss"]
+            out["pretrain_valid_error_mean"] = self.pretrain_history[-1]["valid_error_mean"]
+            self.pretrain_history = []
         if self.weight_losses:
             out["weight_loss"] = float(np.mean(self.weight_losses))
             self.weight_losses = []
@@ -317,6 +367,7 @@ class SupernetObjective(ErrorObjective):
             "weight_scheduler": self.weight_scheduler.state_dict(),
             "train_stream": self.train_stream.state_dict(),
             "valid_stream": self.valid_stream.state_dict(),
+            "pretrained": self.pretrained,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -325,5 +376,6 @@ class SupernetObjective(ErrorObjective):
         self.weight_scheduler.load_state_dict(state["weight_scheduler"])
         self.train_stream.load_state_dict(state["train_stream"])
         self.valid_stream.load_state_dict(state["valid_stream"])
+        self.pretrained = bool(state.get("pretrained", self.pretrained))
         self._error_cache.clear()
 

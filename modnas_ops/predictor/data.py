@@ -63,7 +63,8 @@ class DeviceMeasurements:
 
 
 def measurements_from_table(table: Any, devices: Sequence[str] | None = None) -> list[DeviceMeasurements]:
-    """Every architecture of a :class:`modnas_ops.benchmarks.BenchmarkTable` on ``devices`` (default: train
+    """Every architecture of a :class:`modnas_ops.benchmarks.BenchmarkTable` or
+    :class:`modnas_ops.latency_table.LatencyTable` on ``devices`` (default: train
     then test devices), latency only; ``split`` is the device's split in the table."""
     names = list(devices) if devices is not None else list(table.devices)
     out = []
@@ -216,7 +217,7 @@ def split_architectures(
         raise ValueError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}")
     anchors = {space.index(g) for g in space.anchors()}
     keys = np.unique(np.concatenate([space.index_batch(d.genotypes) for d in devices]))
-    rest = np.array(sorted(set(keys.tolist()) - anchors), dtype=np.int64)
+    rest = np.array(sorted(set(keys.tolist()) - anchors), dtype=keys.dtype)
     rest = rest[np.random.default_rng(seed).permutation(len(rest))]
     n_test = round(fractions[2] * len(rest))
     n_valid = round(fractions[1] * len(rest))

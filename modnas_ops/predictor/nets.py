@@ -46,15 +46,15 @@ def _mlp(in_features: int, hidden: int, layers: int, out_features: int | None = 
 
 @register_predictor_net("mlp")
 class ConcatMLP(nn.Module):
-    """MLP on the flattened encoding concatenated with the device embedding."""
+    """MLP on the space's features (:meth:`~modnas_ops.spaces.SearchSpace.features`) and the device embedding."""
 
     def __init__(self, space: SearchSpace, num_metrics: int, hidden: int, layers: int) -> None:
         super().__init__()
-        e, k = space.shape
-        self.net = _mlp(e * k + space.num_anchors, hidden, layers, num_metrics)
+        self.space = space
+        self.net = _mlp(space.num_features + space.num_anchors, hidden, layers, num_metrics)
 
     def forward(self, arch: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([arch.flatten(1), embedding], dim=1))  # (B, M)
+        return self.net(torch.cat([self.space.features(arch), embedding], dim=1))  # (B, M)
 
 
 @register_predictor_net("factorised")
@@ -63,13 +63,13 @@ class FactorisedNet(nn.Module):
 
     def __init__(self, space: SearchSpace, num_metrics: int, hidden: int, layers: int) -> None:
         super().__init__()
-        e, k = space.shape
-        self.arch_net = _mlp(e * k, hidden, layers)
+        self.space = space
+        self.arch_net = _mlp(space.num_features, hidden, layers)
         self.device_net = _mlp(space.num_anchors, hidden, max(1, layers - 1), hidden)
         self.head = nn.Linear(hidden, num_metrics)
 
     def forward(self, arch: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        return self.head(self.arch_net(arch.flatten(1)) * self.device_net(embedding))  # (B, M)
+        return self.head(self.arch_net(self.space.features(arch)) * self.device_net(embedding))  # (B, M)
 
 
 def normalised_adjacency(space: SearchSpace) -> np.ndarray:

@@ -10,14 +10,17 @@ from .base import (
     get_search_space,
     register_search_space,
 )
+from .mbv3 import MBV3_ANCHOR_INDICES, MBV3Space
 from .nb201 import NB201_ANCHOR_INDICES, NB201Space
 
 __all__ = [
     "MASKED_LOGIT",
+    "MBV3_ANCHOR_INDICES",
     "NB201_ANCHOR_INDICES",
     "SPACES",
     "Decision",
     "Genotype",
+    "MBV3Space",
     "NB201Space",
     "SearchSpace",
     "available_search_spaces",

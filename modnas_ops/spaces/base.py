@@ -15,7 +15,7 @@ in the library asks the space.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -85,8 +85,10 @@ class SearchSpace(abc.ABC):
 
     @property
     def place_values(self) -> np.ndarray:
-        """(D,) int64 mixed-radix place values: index = sum_d g[d] * place_values[d] (decision 0 first)."""
-        out = np.ones(self.num_decisions, dtype=np.int64)
+        """(D,) mixed-radix place values: index = sum_d g[d] * place_values[d] (decision 0 first); int64, or
+        Python ints (object dtype) for spaces of 2**63 architectures or more (OFA's has ~7e22)."""
+        big = self.num_architectures >= 2**63
+        out = np.ones(self.num_decisions, dtype=object if big else np.int64)
         for d in range(self.num_decisions - 2, -1, -1):
             out[d] = out[d + 1] * self.num_choices[d + 1]
         return out
@@ -108,6 +110,30 @@ class SearchSpace(abc.ABC):
     @property
     def num_anchors(self) -> int:
         return len(self.anchors())
+
+    # ---- predictor encoding --------------------------------------------------------------------------
+    @property
+    def num_features(self) -> int:
+        """Length of :meth:`features`."""
+        return self.num_decisions * self.max_choices
+
+    def features(self, arch: torch.Tensor) -> torch.Tensor:
+        """(B, D, K) one-hot (or soft / straight-through) weights -> (B, F) predictor input, differentiable.
+        Default: the flattened weights; spaces whose benchmark tables use another encoding override it."""
+        return arch.flatten(1)
+
+    def table_genotypes(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """(N, D) genotypes of a benchmark table's architecture columns (default: the ``arch`` strings);
+        ValueError naming the missing column or the bad architecture."""
+        if "arch" not in columns:
+            raise ValueError(f"{self.name}: the table has no column 'arch'")
+        rows = []
+        for i, a in enumerate(columns["arch"]):
+            try:
+                rows.append(self.from_string(str(a)))
+            except ValueError as e:
+                raise ValueError(f"row {i}: {e}") from None
+        return np.asarray(rows, dtype=np.int64).reshape(-1, self.num_decisions)
 
     # ---- networks ------------------------------------------------------------------------------------
     def build_supernet(self, input_shape: Sequence[int], num_classes: int, **hparams: Any) -> nn.Module:
@@ -179,14 +205,15 @@ class SearchSpace(abc.ABC):
 
     def index(self, genotype: Sequence[int]) -> int:
         """Position of a genotype in the space's mixed-radix enumeration (decision 0 most significant)."""
-        return int(np.dot(self.validate(genotype), self.place_values))
+        return int(sum(int(x) * int(p) for x, p in zip(self.validate(genotype), self.place_values, strict=True)))
 
     def index_batch(self, genotypes: np.ndarray) -> np.ndarray:
-        """(N,) int64 :meth:`index` of genotype rows (N, D), vectorised."""
+        """(N,) :meth:`index` of genotype rows (N, D), vectorised (dtype of :attr:`place_values`)."""
         g = np.asarray(genotypes, dtype=np.int64).reshape(-1, self.num_decisions)
         if len(g) and ((g < 0).any() or (g >= np.asarray(self.num_choices)).any()):
             raise ValueError(f"{self.name}: a genotype row has a choice out of range")
-        return g @ self.place_values
+        pv = self.place_values
+        return (g.astype(object) if pv.dtype == object else g) @ pv
 
     def from_index(self, index: int) -> Genotype:
         if not 0 <= index < self.num_architectures:
