@@ -124,3 +124,37 @@ def test_kernel_transforms_start_at_the_centre_crop_and_are_shared_by_the_subnet
     net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net.subnet(g).eval()(x), net(x, torch.from_numpy(SPACE.one_hot(g))))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_ofa_table() is None, reason="MODNAS_MBV3_TABLE does not name the OFA table")
+def test_one_search_covers_cpu_profiles_and_the_tables_gpus_with_a_zero_shot_device() -> None:
+    from modnas_ops.config import load_config
+    from modnas_ops.search import SearchConfig, run_search
+
+    rng = np.random.default_rng(1)
+    archs = SPACE.anchors() + [SPACE.canonical(SPACE.sample(rng)) for _ in range(10)]
+    rows = []
+    for dev, scale in (("cpu-a", 1.0), ("cpu-b", 3.0)):  # latency grows with the expand ratios and resolution
+        for i, g in enumerate(archs):
+            f = SPACE.features(torch.from_numpy(SPACE.one_hot_batch([g])))[0].numpy()
+            lat = scale * (1.0 + f[60:120] @ np.tile([0.03, 0.04, 0.06], 20) + 0.02 * f[120:145].argmax())
+            rows.append({"space": "mbv3", "arch": SPACE.to_string(g), "device": dev, "latency_ms": lat,
+                         "role": "anchor" if i < 10 else "sample"})  # fmt: skip
+    items = {
+        "mode": "supernet", "space": "mbv3", "epochs": 1, "steps_per_epoch": 1, "num_rays": 3, "archive": "true",
+        "architect.finite_differences": "false", "supernet.dataset": "patterns", "supernet.C": 2, "supernet.N": 1,
+        "supernet.network_options": '{"resolution": 12}', "supernet.pretrain_steps": 4, "supernet.freeze_weights": "true",
+        "supernet.warmup_epochs": 0, "supernet.table_devices": "true", "supernet.predictor_epochs": 3,
+        "supernet.predictor_batch_size": 256, "supernet.predictor_max_archs": 100, "supernet.dense_gradients": "false",
+        "supernet.reference_archs": 4, "supernet.eval_batches": 1,
+    }  # fmt: skip
+    cfg = load_config(SearchConfig, None, [f"{k}={v}" for k, v in items.items()])
+    res = run_search(cfg, progress=False, profile_rows=rows)
+    split = {d.name: d.split for d in res.devices}
+    assert len(split) == 2 + 9 and split["titan_rtx_64"] == "test" and split["cpu-a"] == "train"
+    assert set(res.fronts["device"]) == set(split)
+    for d in split:
+        assert np.isfinite(res.metrics[f"hv/{d}"])
+    gpu = res.fronts[res.fronts["device"] == "v100_1"]
+    assert gpu["latency_measured"].dtype == bool  # table latencies replace predictions where the table has the arch

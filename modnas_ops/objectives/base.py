@@ -216,12 +216,15 @@ def front_rows(
     true: np.ndarray | None,
     objectives: Sequence[str],
 ) -> pd.DataFrame:
-    """One row per ray: device, ray, arch, predicted (and true) objectives, on_front of the judged values."""
+    """One row per ray: device, ray, arch, predicted (and true) objectives, on_front of the judged values
+    (non-dominated rows below the error cut; of rows with identical judged objectives only the first)."""
     judged = true if true is not None else predicted
     mask = np.zeros(len(genotypes), dtype=bool)
     keep = judged[:, 0] < MODNAS_MAX_ERROR
-    if keep.any():
-        mask[np.flatnonzero(keep)[pareto_mask(judged[keep])]] = True
+    if keep.any():  # non-dominated, and one row per distinct point (ties: the first row, e.g. a repeated arch)
+        idx = np.flatnonzero(keep)[pareto_mask(judged[keep])]
+        _, first = np.unique(judged[idx], axis=0, return_index=True)
+        mask[idx[np.sort(first)]] = True
     rows: dict[str, Any] = {
         "device": device.name,
         "split": device.split,
