@@ -16,7 +16,9 @@ from modnas_ops.predictor import measurements_from_table
 from modnas_ops.spaces import get_search_space
 
 OFA = os.environ.get("MODNAS_MBV3_TABLE", "")
-needs_ofa = pytest.mark.skipif(not (OFA and Path(OFA).is_file()), reason="MODNAS_MBV3_TABLE does not name the OFA table")
+needs_ofa = pytest.mark.skipif(
+    not (OFA and Path(OFA).is_file()), reason="MODNAS_MBV3_TABLE does not name the OFA table"
+)
 
 
 def test_env_var_names_follow_the_space() -> None:

@@ -254,7 +254,7 @@ class SupernetObjective(ErrorObjective):
             FitConfig(
                 epochs=self.scfg.predictor_epochs, batch_size=self.scfg.predictor_batch_size, patience=60,
                 max_train_archs=self.scfg.predictor_max_archs, seed=self.context.seed,
-            ),  # fmt: skip
+            ),
             space=self.space,
             progress=False,
         )
