@@ -144,7 +144,8 @@ def test_one_search_covers_cpu_profiles_and_the_tables_gpus_with_a_zero_shot_dev
     items = {
         "mode": "supernet", "space": "mbv3", "epochs": 1, "steps_per_epoch": 1, "num_rays": 3, "archive": "true",
         "architect.finite_differences": "false", "supernet.dataset": "patterns", "supernet.C": 2, "supernet.N": 1,
-        "supernet.network_options": '{"resolution": 12}', "supernet.pretrain_steps": 4, "supernet.freeze_weights": "true",
+        "supernet.network_options": '{"resolution": 12}', "supernet.pretrain_steps": 4,
+        "supernet.freeze_weights": "true",
         "supernet.warmup_epochs": 0, "supernet.table_devices": "true", "supernet.predictor_epochs": 3,
         "supernet.predictor_batch_size": 256, "supernet.predictor_max_archs": 100, "supernet.dense_gradients": "false",
         "supernet.reference_archs": 4, "supernet.eval_batches": 1,

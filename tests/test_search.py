@@ -478,7 +478,9 @@ def test_refinement_adds_the_front_neighbours_and_keeps_or_dominates_the_front(w
     for d in ("cpu-a", "cpu-b"):
         front = base.fronts[(base.fronts["device"] == d) & base.fronts["on_front"]]
         mine = refined.fronts[refined.fronts["device"] == d]
-        want = {SPACE.to_string(SPACE.canonical(n)) for a in front["arch"] for n in SPACE.neighbours(SPACE.from_string(a))}
+        want = {
+            SPACE.to_string(SPACE.canonical(n)) for a in front["arch"] for n in SPACE.neighbours(SPACE.from_string(a))
+        }
         assert want <= set(mine["arch"]) and set(mine.loc[mine["source"] == "neighbour", "arch"]) <= want
         cols = ["true_error", "true_latency_ms"]
         new_front = mine.loc[mine["on_front"], cols].to_numpy()

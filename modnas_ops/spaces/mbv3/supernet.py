@@ -14,9 +14,10 @@ One discrete subnet per forward (MODNAS): the masked argmax of each decision's w
 selected entry of each decision's (straight-through) weight multiplies what it chose — the resized input by
 its r entry, a block's residual branch by its kernel and expand entries, a stage's output by its depth
 entry — so gradients reach the chosen logits while no mixture is computed. ``dense=True`` computes every
-kernel x expand branch of every block slot and every depth's output (9 branches per block); the resolution stays the selected one (25 forwards per step would be absurd),
-so its unselected entries get gradient from finite differences only. ``subnet(genotype)`` copies the sliced
-weights into a static network (plain convolutions of the chosen sizes: no slicing in the exported graph).
+kernel x expand branch of every block slot and every depth's output (9 branches per block); the resolution
+stays the selected one (25 forwards per step would be absurd), so its unselected entries get gradient from
+finite differences only. ``subnet(genotype)`` copies the sliced weights into a static network (plain
+convolutions of the chosen sizes: no slicing in the exported graph).
 """
 
 from __future__ import annotations
