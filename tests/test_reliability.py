@@ -138,7 +138,7 @@ def test_benchmark_config_checkpoints_by_default() -> None:
     root = Path(__file__).resolve().parents[1] / "projects" / "configs"
     from projects.search import SearchRunConfig
 
-    for name in ("search.yaml", "search_nb201.yaml"):
+    for name in ("search.yaml", "search_nb201.yaml", "search_mbv3.yaml"):
         cfg = load_config(SearchRunConfig, root / name)
         assert cfg.search.checkpoint_dir, name
         assert checkpoint_path(cfg.search, "abc") == Path(cfg.search.checkpoint_dir) / "abc" / CHECKPOINT_FILE
