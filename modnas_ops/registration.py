@@ -205,7 +205,7 @@ def register_architectures(
     def exported(g: tuple[int, ...]) -> tuple[Any, np.ndarray, np.ndarray]:
         if g not in exports:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed + sp.index(g))
+                torch.manual_seed(sp.seed_of(g, seed))
                 if networks is not None and sp.to_string(g) in networks:
                     net = copy.deepcopy(networks[sp.to_string(g)])
                 elif supernet is not None:

@@ -113,7 +113,7 @@ def train_standalone(
     g = space.canonical(genotype)
     if init is None:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed * 100_003 + space.index(g))
+            torch.manual_seed(space.seed_of(g, recipe.seed * 100_003))
             net = space.build_network(g, data.input_shape, data.num_classes, **dict(network))
     else:
         net = init

@@ -609,7 +609,7 @@ class _Run:
         stats: dict[str, tuple[int, int]] = {}
         for arch, a in needed.items():
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.seed + self.space.index(a.genotype))
+                torch.manual_seed(self.space.seed_of(a.genotype, cfg.seed))
                 model = self.build(self.space, a.genotype, cfg).eval()
             candidates[arch] = Candidate(arch, model, cfg.input_shape, exporter=cfg.exporter)
             stats[arch] = _network_stats(model, self.space.example_input(cfg.input_shape))

@@ -185,3 +185,16 @@ def test_nb201_constant_output_cells_are_at_chance_in_the_table(nb201_table_path
     dead = np.array([space.constant_output(tuple(g)) for g in table.genotypes])
     assert dead.sum() == 341
     np.testing.assert_allclose(table.error("cifar10")[dead], 90.0, atol=0.5)  # CIFAR-10 chance: 10 % accuracy
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_seed_of_fits_torch_and_is_the_plain_sum_for_small_indices(name):
+    import torch
+
+    space = get_search_space(name)
+    last = tuple(n - 1 for n in space.num_choices)
+    seed = space.seed_of(last, 7)
+    assert 0 <= seed < 2**63
+    torch.manual_seed(seed)  # no overflow, even for OFA's ~7e22 genotypes
+    if space.num_architectures < 2**62:
+        assert seed == 7 + space.index(last)

@@ -215,6 +215,11 @@ class SearchSpace(abc.ABC):
         pv = self.place_values
         return (g.astype(object) if pv.dtype == object else g) @ pv
 
+    def seed_of(self, genotype: Sequence[int], base: int = 0) -> int:
+        """A torch seed for the architecture: ``(base + index) mod 2**63`` (indices of big spaces overflow
+        int64; for small spaces this is ``base + index``)."""
+        return (int(base) + self.index(genotype)) % 2**63
+
     def from_index(self, index: int) -> Genotype:
         if not 0 <= index < self.num_architectures:
             raise ValueError(f"{self.name}: index {index} out of range 0..{self.num_architectures - 1}")
