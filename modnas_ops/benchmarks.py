@@ -68,8 +68,51 @@ def resolve_table_path(path: str | os.PathLike[str] | None = None) -> Path | Non
     return p
 
 
+class DeviceColumns:
+    """What a latency table offers about its devices, from ``latency_ms``, ``train_devices``, ``test_devices``,
+    ``anchor_indices`` and ``path`` (shared by :class:`BenchmarkTable` and
+    :class:`modnas_ops.latency_table.LatencyTable`)."""
+
+    path: Path
+    latency_ms: dict[str, np.ndarray]
+    train_devices: tuple[str, ...]
+    test_devices: tuple[str, ...]
+    anchor_indices: tuple[int, ...]
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Train devices then test devices (as listed in devices.json)."""
+        return self.train_devices + self.test_devices
+
+    def latency(self, device: str) -> np.ndarray:
+        """(N,) latency in ms on ``device``."""
+        try:
+            return self.latency_ms[device]
+        except KeyError:
+            raise UserError(
+                f"unknown device {device!r} in {self.path.name}; known: {', '.join(self.latency_ms)}"
+            ) from None
+
+    def split(self, device: str) -> str:
+        """'train', 'test' or 'other' (a latency column devices.json does not list)."""
+        self.latency(device)
+        return "train" if device in self.train_devices else "test" if device in self.test_devices else "other"
+
+    def anchor_latency_ms(self, device: str) -> np.ndarray:
+        """(A,) latencies of the anchor architectures on ``device``."""
+        return self.latency(device)[list(self.anchor_indices)]
+
+    def device_embedding(self, device: str) -> np.ndarray:
+        """(A,) float32 min-max normalised anchor latencies (:func:`modnas_ops.devices.anchor_embedding`)."""
+        return anchor_embedding(self.anchor_latency_ms(device))
+
+    def device(self, name: str) -> Device:
+        """The device as the search sees it: its name and anchor latencies."""
+        return Device(name, tuple(self.anchor_latency_ms(name)), description=f"{self.path.name} ({self.split(name)})")
+
+
 @dataclass(frozen=True, eq=False)
-class BenchmarkTable:
+class BenchmarkTable(DeviceColumns):
     """The parsed table; row i is the architecture with NB201 index i. Arrays are read-only."""
 
     path: Path
@@ -81,11 +124,6 @@ class BenchmarkTable:
     train_devices: tuple[str, ...]
     test_devices: tuple[str, ...]
     anchor_indices: tuple[int, ...]
-
-    @property
-    def devices(self) -> tuple[str, ...]:
-        """Train devices then test devices (as listed in devices.json)."""
-        return self.train_devices + self.test_devices
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -104,15 +142,6 @@ class BenchmarkTable:
             ) from None
         return 100.0 - acc
 
-    def latency(self, device: str) -> np.ndarray:
-        """(N,) latency in ms on ``device``."""
-        try:
-            return self.latency_ms[device]
-        except KeyError:
-            raise UserError(
-                f"unknown device {device!r} in {self.path.name}; known: {', '.join(self.latency_ms)}"
-            ) from None
-
     @property
     def metrics(self) -> tuple[str, ...]:
         """Hardware metrics the table measures (NB201's table: latency only)."""
@@ -128,19 +157,6 @@ class BenchmarkTable:
         """(A,) values of ``metric`` of the anchor architectures on ``device``."""
         return self.metric(device, metric)[list(self.anchor_indices)]
 
-    def split(self, device: str) -> str:
-        """'train', 'test' or 'other' (a latency column devices.json does not list)."""
-        self.latency(device)
-        return "train" if device in self.train_devices else "test" if device in self.test_devices else "other"
-
-    def anchor_latency_ms(self, device: str) -> np.ndarray:
-        """(10,) latencies of the anchor architectures on ``device``."""
-        return self.latency(device)[list(self.anchor_indices)]
-
-    def device_embedding(self, device: str) -> np.ndarray:
-        """(10,) float32 min-max normalised anchor latencies (:func:`modnas_ops.devices.anchor_embedding`)."""
-        return anchor_embedding(self.anchor_latency_ms(device))
-
     def indices_of(self, genotypes: Sequence[Sequence[int]]) -> np.ndarray:
         """(G,) row (= NB201) indices of ``genotypes``; ValueError if one is not in the table."""
         out = np.array([self.space.benchmark_index(g) for g in genotypes], dtype=np.int64)
@@ -150,10 +166,6 @@ class BenchmarkTable:
                 f"{self.path.name}: genotype {tuple(genotypes[bad[0]])} has no row (table has {len(self)})"
             )
         return out
-
-    def device(self, name: str) -> Device:
-        """The device as the search sees it: its name and anchor latencies."""
-        return Device(name, tuple(self.anchor_latency_ms(name)), description=f"{self.path.name} ({self.split(name)})")
 
 
 def load_table(

@@ -21,6 +21,7 @@ import numpy as np
 from .benchmarks import (
     DEVICES_FILE,
     LATENCY_PREFIX,
+    DeviceColumns,
     TableError,
     _first_line,
     _float_column,
@@ -28,7 +29,6 @@ from .benchmarks import (
     _readonly,
     read_devices_file,
 )
-from .devices import Device, anchor_embedding
 from .spaces import SearchSpace, get_search_space
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def table_env_var(space: str) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class LatencyTable:
+class LatencyTable(DeviceColumns):
     """Measured latencies of a space's architectures; row i is ``genotypes[i]``. Arrays are read-only."""
 
     path: Path
@@ -51,33 +51,8 @@ class LatencyTable:
     test_devices: tuple[str, ...]
     anchor_indices: tuple[int, ...]
 
-    @property
-    def devices(self) -> tuple[str, ...]:
-        """Train devices then test devices (as listed in devices.json)."""
-        return self.train_devices + self.test_devices
-
     def __len__(self) -> int:
         return len(self.genotypes)
-
-    def latency(self, device: str) -> np.ndarray:
-        """(N,) latency in ms on ``device``."""
-        try:
-            return self.latency_ms[device]
-        except KeyError:
-            raise TableError(
-                f"unknown device {device!r} in {self.path.name}; known: {', '.join(self.latency_ms)}"
-            ) from None
-
-    def anchor_latency_ms(self, device: str) -> np.ndarray:
-        """(A,) latencies of the anchor rows on ``device``."""
-        return self.latency(device)[list(self.anchor_indices)]
-
-    def device_embedding(self, device: str) -> np.ndarray:
-        return anchor_embedding(self.anchor_latency_ms(device))
-
-    def device(self, name: str) -> Device:
-        split = "train" if name in self.train_devices else "test" if name in self.test_devices else "other"
-        return Device(name, tuple(self.anchor_latency_ms(name)), description=f"{self.path.name} ({split})")
 
 
 def resolve_latency_table(space: str, path: str | os.PathLike[str] | None = None) -> Path:

@@ -122,15 +122,24 @@ class SearchSpace(abc.ABC):
         Default: the flattened weights; spaces whose benchmark tables use another encoding override it."""
         return arch.flatten(1)
 
+    # Architecture columns of the space's latency tables, read by :meth:`from_table_row`.
+    table_columns: ClassVar[tuple[str, ...]] = ("arch",)
+
+    def from_table_row(self, *cells: Any) -> Genotype:
+        """Genotype of one table row's :attr:`table_columns` cells (default: the ``arch`` string)."""
+        return self.from_string(str(cells[0]))
+
     def table_genotypes(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """(N, D) genotypes of a benchmark table's architecture columns (default: the ``arch`` strings);
-        ValueError naming the missing column or the bad architecture."""
-        if "arch" not in columns:
-            raise ValueError(f"{self.name}: the table has no column 'arch'")
+        """(N, D) genotypes of a benchmark table's architecture columns (:attr:`table_columns`); ValueError
+        naming the missing column or the bad row."""
+        missing = [c for c in self.table_columns if c not in columns]
+        if missing:
+            needs = f" (needs {', '.join(self.table_columns)})" if len(self.table_columns) > 1 else ""
+            raise ValueError(f"{self.name}: the table has no column {missing[0]!r}{needs}")
         rows = []
-        for i, a in enumerate(columns["arch"]):
+        for i, cells in enumerate(zip(*(columns[c] for c in self.table_columns), strict=True)):
             try:
-                rows.append(self.from_string(str(a)))
+                rows.append(self.from_table_row(*cells))
             except ValueError as e:
                 raise ValueError(f"row {i}: {e}") from None
         return np.asarray(rows, dtype=np.int64).reshape(-1, self.num_decisions)

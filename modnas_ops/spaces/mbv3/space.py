@@ -19,7 +19,7 @@ weights (:meth:`MBV3Space.features`). Anchors: the 10 architectures HELP and MOD
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -153,18 +153,10 @@ class MBV3Space(SearchSpace):
             raise ValueError(f"mbv3: {arch!r} needs the four parts ks, e, d and r")
         return self.from_config(fields["ks"], fields["e"], fields["d"], fields["r"])
 
-    def table_genotypes(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """(N, D) genotypes of a table with OFA's columns ``ks``, ``e``, ``d``, ``r``."""
-        missing = [c for c in ("ks", "e", "d", "r") if c not in columns]
-        if missing:
-            raise ValueError(f"mbv3: the table has no column {missing[0]!r} (needs ks, e, d, r)")
-        out = []
-        for i, row in enumerate(zip(columns["ks"], columns["e"], columns["d"], columns["r"], strict=True)):
-            try:
-                out.append(self.from_config(*row))
-            except ValueError as e:
-                raise ValueError(f"row {i}: {e}") from None
-        return np.asarray(out, dtype=np.int64).reshape(-1, self.num_decisions)
+    table_columns = ("ks", "e", "d", "r")  # OFA's table
+
+    def from_table_row(self, *cells: Any) -> Genotype:
+        return self.from_config(*cells)
 
     def anchors(self) -> list[Genotype]:
         return [self.from_config(*a) for a in MBV3_ANCHORS]

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import Genotype
+from ..base import Genotype, SearchSpace
 from .space import D0, E0, KS0, MBV3_DEPTHS, MBV3_EXPANDS, MBV3_KERNELS, MBV3_MAX_DEPTH, MBV3_RESOLUTIONS, R
 
 STAGE_WIDTHS = (2, 3, 4, 6, 8)  # x C
@@ -253,7 +253,13 @@ class ElasticMobileNetV3(nn.Module):
     """The weight-sharing supernet: ``forward(x, weights (46, 25), dense=False) -> (B, classes)``."""
 
     def __init__(
-        self, space: object, input_shape: Sequence[int], num_classes: int, C: int = 8, N: int = 1, resolution: int = 0
+        self,
+        space: SearchSpace,
+        input_shape: Sequence[int],
+        num_classes: int,
+        C: int = 8,
+        N: int = 1,
+        resolution: int = 0,
     ) -> None:
         super().__init__()
         if C < 1 or N < 0 or resolution < 0:
@@ -285,10 +291,10 @@ class ElasticMobileNetV3(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, dense: bool = False) -> torch.Tensor:
         space = self.space
-        if tuple(weights.shape) != space.shape:  # type: ignore[attr-defined]
-            raise ValueError(f"mbv3: weights of shape {tuple(weights.shape)}, expected {space.shape}")  # type: ignore[attr-defined]
+        if tuple(weights.shape) != space.shape:
+            raise ValueError(f"mbv3: weights of shape {tuple(weights.shape)}, expected {space.shape}")
         w = weights.to(device=x.device, dtype=x.dtype)  # (D, K)
-        mask = space.mask_tensor(w.device)  # type: ignore[attr-defined]
+        mask = space.mask_tensor(w.device)
         chosen = w.detach().masked_fill(~mask, float("-inf")).argmax(-1).tolist()  # the one subnet run
         r = chosen[R]
         size = resolution_px(self.resolution, MBV3_RESOLUTIONS[r])
@@ -312,7 +318,7 @@ class ElasticMobileNetV3(nn.Module):
 
     def subnet(self, genotype: Sequence[int]) -> MobileNetV3:
         """The static network of ``genotype`` with the supernet's (sliced, transformed) weights."""
-        g: Genotype = self.space.canonical(genotype)  # type: ignore[attr-defined]
+        g: Genotype = self.space.canonical(genotype)
         blocks: list[nn.Module] = []
         for s, stage in enumerate(self.stages):
             for i in range(MBV3_DEPTHS[g[D0 + s]]):
