@@ -278,12 +278,19 @@ def _data_identity(name: str, root: str) -> dict[str, Any]:
     return out
 
 
+def _table_hashes(path: Path, field_name: str) -> tuple[str, str]:
+    """Content hashes of a table file and of the devices.json beside it ("" where there is none)."""
+    from .benchmarks import DEVICES_FILE
+
+    devices = path.parent / DEVICES_FILE
+    return file_hash(path, field_name), file_hash(devices, field_name) if devices.is_file() else ""
+
+
 def search_inputs(cfg: SearchConfig, inject: Mapping[str, Any]) -> dict[str, str]:
     """Identity of everything outside the config that determines the search's result, by content hash: the
     benchmark table and its devices file or the profiling rows, the dataset, the predictor file (or injected
     predictor), the init weights, the space, and the torch / modnas_ops versions."""
     from . import __version__
-    from .benchmarks import DEVICES_FILE
 
     ids: dict[str, Any] = {"space": cfg.space, "torch": torch.__version__, "modnas_ops": __version__}
     if cfg.mode == "benchmark":
@@ -291,10 +298,7 @@ def search_inputs(cfg: SearchConfig, inject: Mapping[str, Any]) -> dict[str, str
         if inject.get("table") is not None:
             ids["table"] = content_hash(inject["table"])
         else:
-            path = _table_file(cfg)
-            ids["table"] = file_hash(path, f"{prefix}.table")
-            devices = path.parent / DEVICES_FILE
-            ids["devices_file"] = file_hash(devices, f"{prefix}.table") if devices.is_file() else ""
+            ids["table"], ids["devices_file"] = _table_hashes(_table_file(cfg), f"{prefix}.table")
     else:
         s, prefix = cfg.supernet, "search.supernet"
         ids["profile_rows"] = content_hash(inject.get("profile_rows"))
@@ -306,9 +310,7 @@ def search_inputs(cfg: SearchConfig, inject: Mapping[str, Any]) -> dict[str, str
             from .latency_table import resolve_latency_table
 
             table = resolve_latency_table(cfg.space, s.latency_table or None)
-            ids["latency_table"] = file_hash(table, f"{prefix}.latency_table")
-            devices = table.parent / DEVICES_FILE
-            ids["latency_table_devices"] = file_hash(devices, f"{prefix}.latency_table") if devices.is_file() else ""
+            ids["latency_table"], ids["latency_table_devices"] = _table_hashes(table, f"{prefix}.latency_table")
     predictor_file = cfg.benchmark.predictor if cfg.mode == "benchmark" else cfg.supernet.predictor
     if inject.get("predictor") is not None:
         ids["predictor"] = content_hash(inject["predictor"])
