@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import cross_entropy
 from .hypernetwork import HypernetworkBase
 from .mgd import combine
 from .registry import Registry
@@ -440,7 +441,7 @@ class Architect:
             arch = self.sampler(logits, generator=self.generator)  # (A, E, K) exactly one-hot
         total = 0.0
         for a in arch:
-            loss = nn.functional.cross_entropy(supernet(x, a), y) / num_archs
+            loss = cross_entropy(supernet(x, a), y) / num_archs
             loss.backward()
             total += float(loss.detach())
         if grad_clip:

@@ -7,11 +7,17 @@
   decides the accuracy (see ``make_patterns``).
 - ``digits``: scikit-learn's embedded 8x8 grayscale digits (1,797 images, no download), stratified
   train/valid/test splits.
+- ``pydoc-bytes``: a byte-level language-model task on the English documentation CPython ships in every
+  install (``pydoc_data.topics``, ~466k bytes, PSF licence; nothing downloaded): 64-byte windows, the target
+  is the next byte at every position (see ``load_pydoc_bytes``).
 - ``cifar10``: a local ``cifar-10-batches-py`` folder (the standard python-pickle release; nothing is
   downloaded). The 50,000 training images are split (stratified) into train and valid halves for the
   bi-level search (weights on train, architecture on valid); the test batch is the test split.
 
 Pixels are scaled to [0, 1] and standardised per channel with statistics of the TRAIN split only.
+Each split set carries its :class:`Task`: the loss every trainer minimises (cross-entropy over the last axis,
+of a label per image or of a byte per position) and the error a search reports (percent misclassified, or
+the mean cross-entropy in nats per byte for a language model, whose exp is the perplexity).
 The CIFAR-10 batches are pickles, as released: only point ``root`` at files you trust.
 """
 
@@ -39,11 +45,47 @@ CIFAR10_SHAPE = (3, 32, 32)
 CIFAR10_CLASSES = 10
 
 
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over every target: logits (..., K) against int64 targets (...), e.g. (B, K) / (B,)
+    for a label per image or (B, T, V) / (B, T) for a token per position."""
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a network's outputs are scored by: ``loss`` (differentiable, mean over the batch) and ``error``
+    (the search's error objective: per-sample errors summed by :meth:`error_sum`, then averaged).
+
+    ``classification``: logits (B, K), labels (B,); error = percent misclassified.
+    ``language_model``: logits (B, T, V), next tokens (B, T); error = mean cross-entropy per token in nats
+    (its exp is the perplexity).
+    """
+
+    name: str
+    error_unit: str
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(logits, target)
+
+    def error_sum(self, logits: torch.Tensor, target: torch.Tensor) -> float:
+        """Sum over the batch of each sample's error (percent wrong, or its mean nats per token)."""
+        if self.name == "classification":
+            return 100.0 * float((logits.argmax(-1) != target).sum())
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, -1), target, reduction="none")  # (B, T)
+        return float(ce.mean(dim=1).sum())
+
+
+CLASSIFICATION = Task("classification", "percent misclassified")
+LANGUAGE_MODEL = Task("language_model", "nats per token")
+
+
 @dataclass(frozen=True)
 class DataSplits:
-    """Train / valid / test ``TensorDataset``s of (N, C, H, W) float32 images and (N,) int64 labels.
+    """Train / valid / test ``TensorDataset``s: (N, C, H, W) float32 images and (N,) int64 labels, or (N, T)
+    int64 token ids and (N, T) next-token targets (``task`` says which).
 
     ``mean`` / ``std`` (per channel) are the train-split statistics the images were standardised with.
+    ``num_classes`` is the number of labels, or the vocabulary of a language model.
     """
 
     train: TensorDataset
@@ -54,10 +96,13 @@ class DataSplits:
     name: str
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    task: Task = CLASSIFICATION
 
     def __post_init__(self) -> None:
-        if len(self.input_shape) != 3:
-            raise ValueError(f"{self.name}: input_shape {self.input_shape} is not (C, H, W)")
+        want = 3 if self.task is CLASSIFICATION else 1
+        if len(self.input_shape) != want:
+            kind = "(C, H, W)" if want == 3 else "(T,)"
+            raise ValueError(f"{self.name}: input_shape {self.input_shape} is not {kind}")
         for split in ("train", "valid", "test"):
             images = getattr(self, split).tensors[0]
             if tuple(images.shape[1:]) != tuple(self.input_shape):
@@ -234,6 +279,42 @@ def load_cifar10(root: str | Path, seed: int = 0, valid_fraction: float = 0.5) -
     )
 
 
+PYDOC_BLOCK = 4096  # bytes per block; blocks are dealt to train / valid / test 8 : 1 : 1
+
+
+def load_pydoc_bytes(seed: int = 0, context: int = 64) -> DataSplits:
+    """The ``pydoc-bytes`` language-model task: CPython's ``pydoc_data.topics`` (topics in key order, UTF-8)
+    cut into blocks of 4096 bytes, block i going to valid when i % 10 == 8, to test when i % 10 == 9 and to
+    train otherwise (the same deal on every machine; ``seed`` only shuffles the train windows' order). Each
+    block gives windows of ``context`` + 1 bytes at stride ``context``: input = the first ``context`` bytes,
+    target = the next byte at every position. Vocabulary 256 (bytes)."""
+    import pydoc_data.topics
+
+    if context < 2:
+        raise ValueError(f"pydoc-bytes: context must be >= 2, got {context}")
+    topics = pydoc_data.topics.topics
+    data = np.frombuffer("".join(topics[k] for k in sorted(topics)).encode("utf-8"), dtype=np.uint8)
+    windows: dict[str, list[np.ndarray]] = {"train": [], "valid": [], "test": []}
+    for i, start in enumerate(range(0, len(data), PYDOC_BLOCK)):
+        block = data[start : start + PYDOC_BLOCK]
+        split = "valid" if i % 10 == 8 else "test" if i % 10 == 9 else "train"
+        for j in range(0, len(block) - context, context):
+            windows[split].append(block[j : j + context + 1])
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, rows in windows.items():
+        w = np.stack(rows).astype(np.int64)  # (N, T + 1)
+        if split == "train":
+            w = w[rng.permutation(len(w))]
+        out[split] = TensorDataset(torch.from_numpy(w[:, :-1].copy()), torch.from_numpy(w[:, 1:].copy()))
+    logger.info("pydoc-bytes: %s windows of %d bytes", {k: len(v) for k, v in windows.items()}, context)
+    return DataSplits(**out, input_shape=(context,), num_classes=256, name="pydoc-bytes", task=LANGUAGE_MODEL)
+
+
+def _pydoc_bytes(seed: int, root: str | Path | None) -> DataSplits:
+    return load_pydoc_bytes(seed=seed)
+
+
 def _patterns(seed: int, root: str | Path | None) -> DataSplits:
     return load_pattern_splits(seed=seed)
 
@@ -252,6 +333,7 @@ DATASETS: Registry[Callable[[int, str | Path | None], DataSplits]] = Registry("d
 DATASETS.register("patterns")(_patterns)
 DATASETS.register("digits")(_digits)
 DATASETS.register("cifar10")(_cifar10)
+DATASETS.register("pydoc-bytes")(_pydoc_bytes)
 
 
 def available_datasets() -> list[str]:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_write
 from .config import check_at_least, check_finite, check_positive
+from .data import CLASSIFICATION, Task
 from .spaces import Genotype, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ def optimizer_step(
     return float(loss.detach())
 
 
-def train(net: nn.Module, data: TensorDataset, recipe: TrainRecipe, device: torch.device) -> list[float]:
+def train(
+    net: nn.Module, data: TensorDataset, recipe: TrainRecipe, device: torch.device, task: Task = CLASSIFICATION
+) -> list[float]:
     """Train ``net`` in place on ``data`` with ``recipe``; returns the per-step losses."""
     x_all, y_all = data.tensors
     gen = torch.Generator().manual_seed(recipe.seed)
@@ -79,22 +82,25 @@ def train(net: nn.Module, data: TensorDataset, recipe: TrainRecipe, device: torc
     losses = []
     for _ in range(recipe.steps):
         idx = torch.randint(len(x_all), (min(recipe.batch_size, len(x_all)),), generator=gen)
-        loss = nn.functional.cross_entropy(net(x_all[idx].to(device)), y_all[idx].to(device))
+        loss = task.loss(net(x_all[idx].to(device)), y_all[idx].to(device))
         losses.append(optimizer_step(loss, net.parameters(), opt, sched, recipe.grad_clip))
     return losses
 
 
 @torch.no_grad()
-def error_percent(net: nn.Module, data: TensorDataset, device: torch.device, batch_size: int = 512) -> float:
-    """Top-1 error (percent) of ``net`` in eval mode on ``data``; train/eval mode restored afterwards."""
+def error_percent(
+    net: nn.Module, data: TensorDataset, device: torch.device, batch_size: int = 512, task: Task = CLASSIFICATION
+) -> float:
+    """The task's error of ``net`` in eval mode on ``data`` (top-1 error in percent for classification, mean
+    nats per token for a language model); train/eval mode restored afterwards."""
     was_training = net.training
     net.eval()
     x, y = data.tensors
-    wrong = 0
+    total = 0.0
     for i in range(0, len(x), batch_size):
-        wrong += int((net(x[i : i + batch_size].to(device)).argmax(-1).cpu() != y[i : i + batch_size]).sum())
+        total += task.error_sum(net(x[i : i + batch_size].to(device)).cpu(), y[i : i + batch_size])
     net.train(was_training)
-    return 100.0 * wrong / max(1, len(x))
+    return total / max(1, len(x))
 
 
 def train_standalone(
@@ -117,8 +123,8 @@ def train_standalone(
             net = space.build_network(g, data.input_shape, data.num_classes, **dict(network))
     else:
         net = init
-    train(net, data.train, recipe, device)
-    return error_percent(net, data.test, device), net
+    train(net, data.train, recipe, device, data.task)
+    return error_percent(net, data.test, device, task=data.task), net
 
 
 def cache_key(space: SearchSpace, data_name: str, network: Mapping[str, Any], recipe: TrainRecipe) -> str:

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_torch_save
+from .data import CLASSIFICATION, Task
 from .errors import UserError
 from .spaces import Genotype, get_search_space
 from .standalone import optimizer_step
@@ -53,10 +54,16 @@ class PretrainConfig:
 
 @torch.no_grad()
 def valid_error(
-    supernet: nn.Module, genotypes: Sequence[Genotype], x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+    supernet: nn.Module,
+    genotypes: Sequence[Genotype],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 256,
+    task: Task = CLASSIFICATION,
 ) -> np.ndarray:
-    """(R,) error in percent of each genotype on (x, y) under the shared weights, with batch-statistics BN;
-    the supernet's BN running statistics and train/eval mode are restored afterwards."""
+    """(R,) error of each genotype on (x, y) under the shared weights (the task's: percent misclassified, or
+    nats per token), with batch-statistics BN; the supernet's BN running statistics and train/eval mode are
+    restored afterwards."""
     saved = {k: v.clone() for k, v in supernet.state_dict().items() if "running" in k or "num_batches" in k}
     was_training = supernet.training
     supernet.train()
@@ -65,11 +72,11 @@ def valid_error(
     try:
         for g in genotypes:
             w = torch.from_numpy(supernet.space.one_hot(g)).to(device)
-            wrong = 0
+            total = 0.0
             for i in range(0, len(x), batch_size):
                 xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-                wrong += int((supernet(xb, w).argmax(-1) != yb).sum())
-            out.append(100.0 * wrong / max(1, len(x)))
+                total += task.error_sum(supernet(xb, w), yb)
+            out.append(total / max(1, len(x)))
     finally:
         supernet.load_state_dict(saved, strict=False)
         supernet.train(was_training)
@@ -83,9 +90,10 @@ def pretrain_supernet(
     cfg: PretrainConfig,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    task: Task = CLASSIFICATION,
 ) -> list[dict[str, float]]:
     """Train ``supernet`` in place on ``train`` (a TensorDataset) with uniformly sampled architectures;
-    returns per-epoch ``train_loss`` and ``valid_error_mean`` / ``valid_error_min`` (percent)."""
+    returns per-epoch ``train_loss`` and ``valid_error_mean`` / ``valid_error_min`` (the task's error)."""
     device = next(supernet.parameters()).device
     space = supernet.space
     rng = np.random.default_rng(cfg.seed)
@@ -109,9 +117,9 @@ def pretrain_supernet(
             if len(idx) < bs:
                 idx = torch.cat([idx, order[: bs - len(idx)]])
             w = torch.from_numpy(space.one_hot(space.sample(rng))).to(device)
-            loss = nn.functional.cross_entropy(supernet(x_all[idx].to(device), w), y_all[idx].to(device))
+            loss = task.loss(supernet(x_all[idx].to(device), w), y_all[idx].to(device))
             losses.append(optimizer_step(loss, supernet.parameters(), opt, sched, cfg.grad_clip))
-        errs = valid_error(supernet, eval_set, *valid.tensors)
+        errs = valid_error(supernet, eval_set, *valid.tensors, task=task)
         m = {
             "epoch": float(epoch),
             "train_loss": float(np.mean(losses)),

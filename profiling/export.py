@@ -39,15 +39,20 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 DEFAULT_EXPORTER = "torchscript"
 
-Exporter = Callable[[nn.Module, torch.Tensor, int], bytes]
+Exporter = Callable[[nn.Module, torch.Tensor, int, bool], bytes]
 
 
 class OnnxExportError(ValueError):
     """A module that cannot be exported, or an exported graph that fails onnx.checker."""
 
 
-def _export_torchscript(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
+def _axis_names(example: torch.Tensor) -> dict[int, str]:
+    return {i: f"dim{i}" for i in range(example.dim())}
+
+
+def _export_torchscript(model: nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> bytes:
     buf = io.BytesIO()
+    axes = {INPUT_NAME: _axis_names(example), OUTPUT_NAME: _axis_names(example)} if dynamic else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
@@ -58,15 +63,18 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, opset: int) -> 
             opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
+            dynamic_axes=axes,
         )
     return buf.getvalue()
 
 
-def _export_dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
+def _export_dynamo(model: nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> bytes:
+    shapes = ({i: torch.export.Dim.DYNAMIC for i in range(example.dim())},) if dynamic else None
     program = torch.onnx.export(
         model,
         (example,),
         dynamo=True,
+        dynamic_shapes=shapes,
         opset_version=opset,
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
@@ -95,8 +103,12 @@ def export_onnx(
     exporter: str = DEFAULT_EXPORTER,
     opset: int = OPSET,
     name: str = "model",
+    dynamic: bool = False,
 ) -> bytes:
-    """Serialized ONNX of ``model`` in eval mode at the example input's (fixed) shape, onnx.checker-valid.
+    """Serialized ONNX of ``model`` in eval mode at the example input's (fixed) shape, onnx.checker-valid;
+    ``dynamic``: every input axis (and the same leading axes of the output) symbolic instead, ``dim0``,
+    ``dim1``, ... (e.g. batch and sequence of token ids; export with example sizes >= 2, or torch.export
+    specialises an axis of size 0 or 1).
 
     The module's train/eval mode is restored afterwards.
     """
@@ -104,7 +116,7 @@ def export_onnx(
     was_training = model.training
     model.eval()
     try:
-        payload = export(model, example_input, opset)
+        payload = export(model, example_input, opset, dynamic)
     except Exception as e:  # the exporters raise many unrelated types
         raise OnnxExportError(f"cannot export {name} to ONNX ({exporter}): {_first_line(e)}") from e
     finally:

@@ -80,7 +80,7 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     )  # fmt: skip
     tracking.log_metric_series("supernet_loss", losses, range(1, len(losses) + 1))
     # the supernet error does not depend on the device: computed once per architecture
-    error_fn = functools.cache(SupernetValidError(supernet, space, data.valid, device, e.eval_batch_size))
+    error_fn = functools.cache(SupernetValidError(supernet, space, data.valid, device, e.eval_batch_size, data.task))
 
     def latency_fn(genotype: tuple[int, ...], config: Any) -> float:
         model = space.build_network(genotype, data.input_shape, data.num_classes, C=e.C, N=e.N)

@@ -130,7 +130,7 @@ def _main(argv: Sequence[str] | None) -> int:
     t2 = time.perf_counter()
     result = run_search(cfg.search, progress=True, data=data, profile_rows=rows)
     search_s = time.perf_counter() - t2
-    inherited = valid_error(result.supernet, reference, *data.valid.tensors)
+    inherited = valid_error(result.supernet, reference, *data.valid.tensors, task=data.task)
     tau = kendall_tau(inherited, ref_err)
     print(f"search: {search_s:.0f} s; Kendall tau(inherited valid error, standalone test error) = {tau:.3f} "
           f"over {len(reference)} archs")  # fmt: skip

@@ -1,4 +1,4 @@
-"""The contract every registered search space meets (NB201 and the ragged test space "toy"; a new space adds
+"""The contract every registered search space meets (NB201, MobileNetV3, GPT-2 and the ragged test space "toy"; a new space adds
 its small network settings to SMALL): supernet == subnet, ONNX == torch, masks honoured by the hypernetwork,
 both samplers and finite differences, a search that finds a known optimum, a predictor that ranks, a
 generator that round-trips, and baselines that cover the space by canonical architecture."""
@@ -23,6 +23,7 @@ SMALL = {
     "nb201": ((1, 8, 8), {"C": 4, "N": 1}),
     "toy": ((1, 8, 8), {"C": 4, "N": 2}),
     "mbv3": ((1, 12, 12), {"C": 2, "N": 1}),
+    "gpt2": ((6,), {"C": 4, "N": 1}),
 }
 
 
@@ -44,7 +45,7 @@ def _supernet(space, num_classes: int = 3):
 
 def test_every_registered_space_has_small_settings() -> None:
     assert set(SPACES) <= set(SMALL), "add the new space's small network settings to SMALL"
-    assert {"nb201", "toy", "mbv3"} <= set(SPACES)
+    assert {"nb201", "toy", "mbv3", "gpt2"} <= set(SPACES)
 
 
 def test_supernet_choice_equals_its_materialised_subnet(space) -> None:
@@ -79,7 +80,8 @@ def test_fresh_network_and_onnx_export_match_torch(space) -> None:
         torch.manual_seed(0)
         net = space.build_network(g, shape, 5, **hp).eval()
         x = space.example_input(shape, batch=2)
-        assert net(x).shape == (2, 5)
+        out = net(x)  # (2, 5) logits of an image, or (2, T, 5) of every position
+        assert out.shape[0] == 2 and out.shape[-1] == 5
         assert_matches_torch(net, x, export_onnx(net, x))
 
 

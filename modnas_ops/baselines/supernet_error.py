@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
+from ..data import CLASSIFICATION, Task, cross_entropy
 from ..spaces import Genotype, SearchSpace
 
 
@@ -45,7 +46,7 @@ def train_supernet_uniform(
         idx = torch.randint(len(x_all), (min(batch_size, len(x_all)),), generator=gen)
         x, y = x_all[idx].to(device), y_all[idx].to(device)
         weights = torch.from_numpy(space.one_hot(space.sample(rng))).to(device)  # (E, K)
-        loss = nn.functional.cross_entropy(supernet(x, weights), y)
+        loss = cross_entropy(supernet(x, weights), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -57,7 +58,8 @@ def train_supernet_uniform(
 
 
 class SupernetValidError:
-    """``genotype -> error (%)`` on a validation set under the supernet's shared weights.
+    """``genotype -> error`` (the task's: percent misclassified, or nats per token) on a validation set under
+    the supernet's shared weights.
 
     BatchNorm uses batch statistics (the running statistics of a weight-sharing supernet mix all
     architectures); they are restored after each call, so evaluation never changes the supernet.
@@ -70,6 +72,7 @@ class SupernetValidError:
         valid: TensorDataset,
         device: torch.device,
         batch_size: int = 256,
+        task: Task = CLASSIFICATION,
     ) -> None:
         if batch_size < 2:
             raise ValueError(f"SupernetValidError: batch_size must be >= 2 (batch statistics), got {batch_size}")
@@ -78,6 +81,7 @@ class SupernetValidError:
         self.x, self.y = valid.tensors
         self.device = device
         self.batch_size = batch_size
+        self.task = task
 
     @torch.no_grad()
     def __call__(self, genotype: Genotype) -> float:
@@ -85,13 +89,13 @@ class SupernetValidError:
         was_training = self.supernet.training
         self.supernet.train()
         weights = torch.from_numpy(self.space.one_hot(genotype)).to(self.device)  # (E, K)
-        wrong = 0
+        total = 0.0
         try:
             for i in range(math.ceil(len(self.x) / self.batch_size)):
                 x = self.x[i * self.batch_size : (i + 1) * self.batch_size].to(self.device)
                 y = self.y[i * self.batch_size : (i + 1) * self.batch_size].to(self.device)
-                wrong += int((self.supernet(x, weights).argmax(-1) != y).sum())
+                total += self.task.error_sum(self.supernet(x, weights), y)
         finally:
             self.supernet.load_state_dict(saved, strict=False)
             self.supernet.train(was_training)
-        return 100.0 * wrong / len(self.x)
+        return total / len(self.x)

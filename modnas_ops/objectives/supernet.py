@@ -238,7 +238,9 @@ class SupernetObjective(ErrorObjective):
             weight_decay=self.scfg.weight_decay, grad_clip=self.scfg.grad_clip, eval_archs=4, seed=self.context.seed,
         )  # fmt: skip
         log.info("pre-training the supernet: %d uniform single-path steps", epochs * cfg.steps_per_epoch)
-        self.pretrain_history = pretrain_supernet(self.supernet, self.data.train, self.data.valid, cfg)
+        self.pretrain_history = pretrain_supernet(
+            self.supernet, self.data.train, self.data.valid, cfg, task=self.data.task
+        )
         self.pretrained = True
         self._error_cache.clear()
 
@@ -292,8 +294,8 @@ class SupernetObjective(ErrorObjective):
         x, y = batch
         self.supernet.train()
         if self.scfg.dense_gradients and torch.is_grad_enabled():  # no gradient wanted: selected ops only
-            return torch.stack([nn.functional.cross_entropy(self.supernet(x, a, dense=True), y) for a in arch])
-        return torch.stack([nn.functional.cross_entropy(self.supernet(x, a), y) for a in arch])
+            return torch.stack([self.data.task.loss(self.supernet(x, a, dense=True), y) for a in arch])
+        return torch.stack([self.data.task.loss(self.supernet(x, a), y) for a in arch])
 
     def valid_error(self, genotypes: Sequence[Genotype]) -> np.ndarray:
         """(R,) valid error (percent) of each genotype under the shared weights (first ``eval_batches``
@@ -308,7 +310,7 @@ class SupernetObjective(ErrorObjective):
             g for g in dict.fromkeys(genotypes) if g not in self._error_cache
         ]  # cached until weights move
         if todo:
-            errs = valid_error(self.supernet, todo, x, y, batch_size=self.scfg.batch_size)
+            errs = valid_error(self.supernet, todo, x, y, batch_size=self.scfg.batch_size, task=self.data.task)
             self._error_cache.update(zip(todo, errs.tolist(), strict=True))
         return np.asarray([self._error_cache[g] for g in genotypes], dtype=np.float64)
 
