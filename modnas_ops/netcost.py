@@ -38,9 +38,12 @@ def count_flops(module: nn.Module, example: Sequence[int] | torch.Tensor) -> int
     try:
         p = next(module.parameters(), None)
         like = {} if p is None else {"device": p.device, "dtype": p.dtype}
-        x = example.to(**like) if isinstance(example, torch.Tensor) else torch.zeros(tuple(example), **like)
-        if not x.is_floating_point():
+        if isinstance(example, torch.Tensor) and not example.is_floating_point():
             x = example.to(like["device"]) if like else example  # token ids keep their integer dtype
+        elif isinstance(example, torch.Tensor):
+            x = example.to(**like)
+        else:
+            x = torch.zeros(tuple(example), **like)
         module.eval()
         with torch.no_grad():
             module(x)

@@ -26,7 +26,9 @@ Table: :data:`COLUMNS`, one row per (host, network, device, arch). ``latency_ms`
 ``_iqr``, ``_mean`` are ms per call of one batch; ``latency_cv`` = std/mean of all timed calls;
 ``latency_split_cv`` = std/mean of the medians of 5 time-ordered parts; ``rounds`` = rounds done (fewer
 than configured when ``max_seconds`` ran out); ``energy_mj`` = gross mJ per call, empty when no counter is
-readable; ``flops`` = multiply-accumulates of conv/linear layers at batch 1 (``supernet.count_flops``).
+readable; ``flops`` = multiply-accumulates of conv/linear layers at batch 1 (``supernet.count_flops``);
+``memory_mb`` = peak resident memory (MiB) an onnxruntime CPU session of the config adds, measured in a
+fresh process (``profiling.memory``; campaigns with ``memory: true``, ORT CPU configs only, else empty).
 Tables of several hosts concatenate (:func:`concat_tables`); a device is identified by (host, device).
 """
 
@@ -71,6 +73,7 @@ from .latency import (
     time_runners,
     versions,
 )
+from .memory import memory_counters_readable, peak_memory_mb
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +81,9 @@ COLUMNS: tuple[str, ...] = (
     "space", "arch", "device", "latency_ms", "latency_ms_p90", "latency_ms_iqr", "latency_cv", "energy_mj",
     "params", "flops", "runtime", "provider", "threads", "batch", "device_description", "onnxruntime_version",
     "torch_version", "timestamp", "role", "sampler", "host", "network", "latency_ms_mean", "latency_split_cv",
-    "energy_source", "warmup", "repeats", "rounds", "exporter", "opset",
+    "energy_source", "warmup", "repeats", "rounds", "exporter", "opset", "memory_mb",
 )  # fmt: skip
+LATER_COLUMNS = ("memory_mb",)  # added after tables were written: a table without them is appended to as is
 REQUIRED_COLUMNS: tuple[str, ...] = COLUMNS[:19]  # the brief's contract; the rest is provenance
 FLOAT_COLUMNS = (
     "latency_ms",
@@ -89,7 +93,7 @@ FLOAT_COLUMNS = (
     "latency_ms_mean",
     "latency_split_cv",
 )
-OPTIONAL_FLOAT_COLUMNS = ("energy_mj",)
+OPTIONAL_FLOAT_COLUMNS = ("energy_mj", "memory_mb")
 INT_COLUMNS = ("params", "flops", "threads", "batch", "warmup", "repeats", "rounds", "opset")
 ROLES = ("anchor", "sample")
 KEY = ("host", "network", "device", "arch")
@@ -400,8 +404,11 @@ class TableWriter:
             text = self._repair()
         except OSError as e:
             raise TableError(f"cannot write profiling table {p}: {e.strerror or e}") from None
-        header = next(csv.reader([text.split("\n", 1)[0]]), [])
-        if tuple(header) != self.columns:
+        header = tuple(next(csv.reader([text.split("\n", 1)[0]]), []))
+        later = self.columns[len(header) :]
+        if header != self.columns and header == self.columns[: len(header)] and set(later) <= set(LATER_COLUMNS):
+            self.columns = header  # a table of an earlier version: its rows keep its columns
+        elif header != self.columns:
             raise TableError(
                 f"profiling table {p} has other columns than this version writes; use a new output"
             )
@@ -536,6 +543,11 @@ def run_campaign(
         todo = {d: [a for a in chunk if (host, config.network, d.name, a.arch) not in done] for d in devices}
         return {d: specs for d, specs in todo.items() if specs}
 
+    if config.memory and not memory_counters_readable():
+        raise UserError("memory: true, but this machine's peak-memory counters (/proc/self/status VmHWM, "
+                        "/proc/self/clear_refs) cannot be read; set memory: false")  # fmt: skip
+    if config.memory and "memory_mb" not in writer.columns:
+        raise TableError(f"{config.output}: an earlier version's table has no memory_mb column; use a new output")
     total = sum(len(specs) for specs in missing(archs).values())
     pairs = len(archs) * len(devices)
     if pairs > total:
@@ -611,7 +623,9 @@ class _Run:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.space.seed_of(a.genotype, cfg.seed))
                 model = self.build(self.space, a.genotype, cfg).eval()
-            candidates[arch] = Candidate(arch, model, cfg.input_shape, exporter=cfg.exporter)
+            candidates[arch] = Candidate(
+                arch, model, cfg.input_shape, exporter=cfg.exporter, make_input=self._example_input
+            )
             stats[arch] = _network_stats(model, self.space.example_input(cfg.input_shape))
         build_share = (time.perf_counter() - t0) / len(todo)
         for d, specs in todo.items():
@@ -620,11 +634,12 @@ class _Run:
             lat = time_runners(runners, d)
             meter = self.meters[d.name]
             energy = [measure_energy_mj(r, meter, cfg.energy_seconds) if meter else None for r in runners]
+            memory = [self.memory_mb(candidates[a.arch], d) for a in specs]
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             source = meter.source if meter else ""
             rows = [
-                self.row(a, d, s, e, stats[a.arch], stamp, source)
-                for a, s, e in zip(specs, lat, energy, strict=True)
+                {**self.row(a, d, s, e, stats[a.arch], stamp, source), "memory_mb": mem}
+                for a, s, e, mem in zip(specs, lat, energy, memory, strict=True)
             ]
             written = self.writer.append(rows)  # == len(rows): the chunk was chosen under the same lock
             self.new_rows += written
@@ -634,6 +649,17 @@ class _Run:
             summary.cvs.extend(s.cv for s in lat)
             summary.split_cvs.extend(s.split_cv for s in lat)
             bar.update(len(rows))
+
+    def _example_input(self, batch: int) -> torch.Tensor:
+        return self.space.example_input(self.config.input_shape, batch)
+
+    def memory_mb(self, candidate: Candidate, d: DeviceConfig) -> float | None:
+        """Peak inference memory of the candidate under the config (ORT CPU configs of a campaign with
+        ``memory: true``), or None."""
+        if not self.config.memory or d.runtime != "ort" or d.hardware != "cpu":
+            return None
+        x = candidate.example_input(d.batch).numpy()
+        return peak_memory_mb(candidate.onnx_bytes(d.batch), x, threads=d.threads)
 
     def row(
         self,

@@ -55,6 +55,7 @@ class CampaignConfig:
     # networks (e.g. NB201's skeleton: pointwise)
     in_channels: int = 1
     input_size: int = 8  # height = width
+    sample_shape: tuple[int, ...] = ()  # one sample's shape when it is not an image, e.g. (64,) token ids
     num_classes: int = 10
     devices: tuple[str, ...] = DEFAULT_DEVICES
     add_cuda_devices: bool = True  # + cuda-ort-t1-b1/-b32 when onnxruntime has CUDA and a GPU is present
@@ -70,6 +71,7 @@ class CampaignConfig:
     max_seconds: float = 30.0  # time budget per chunk and device config (>= 5 rounds always run); 0 = none
     energy: bool = True
     energy_seconds: float = 0.5  # minimum counter window per (arch, device)
+    memory: bool = False  # also measure peak inference memory (ORT CPU configs; ~0.5-2 s per pair)
     exporter: str = "torchscript"
     output: str = "outputs/profile.csv"
 
@@ -85,6 +87,8 @@ class CampaignConfig:
         check_number("stratified_fraction", self.stratified_fraction, 0.0, maximum=1.0)
         check_number("max_seconds", self.max_seconds, 0.0)  # 0 = no limit
         check_number("energy_seconds", self.energy_seconds, 0.0, strict=True)
+        for i, s in enumerate(self.sample_shape):
+            check_number(f"sample_shape[{i}]", s, 1, integer=True)
         if self.exporter not in EXPORTERS:
             raise UserError(f"exporter: unknown exporter {self.exporter!r}; available: {', '.join(sorted(EXPORTERS))}")
         if not self.output:
@@ -95,9 +99,9 @@ class CampaignConfig:
         self.device_configs()  # malformed names fail here, with one line
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one sample."""
-        return (self.in_channels, self.input_size, self.input_size)
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``sample_shape``, or (C, H, W) = (in_channels, input_size, input_size)."""
+        return tuple(self.sample_shape) or (self.in_channels, self.input_size, self.input_size)
 
     @property
     def network(self) -> str:

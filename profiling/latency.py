@@ -176,9 +176,12 @@ class Candidate:
     input_shape: tuple[int, ...]
     exporter: str = DEFAULT_EXPORTER
     seed: int = 0
+    make_input: Callable[[int], torch.Tensor] | None = None  # batch -> input (e.g. the space's token ids)
     _onnx: dict[int, bytes] = field(default_factory=dict, repr=False)
 
     def example_input(self, batch: int) -> torch.Tensor:
+        if self.make_input is not None:
+            return self.make_input(batch)
         g = torch.Generator().manual_seed(self.seed)
         return torch.randn((batch, *self.input_shape), generator=g)  # (B, C, H, W)
 
@@ -279,12 +282,14 @@ class OrtRuntime(Runtime):
         rng = np.random.default_rng(0)
         # A network whose output does not depend on its input (e.g. an NB201 cell with only ``none`` into its
         # output node) is exported without inputs: it is then run (and timed) with an empty feed.
-        feed = {
-            i.name: rng.standard_normal([d if isinstance(d, int) else config.batch for d in i.shape]).astype(
-                np.float32
-            )
-            for i in sess.get_inputs()
-        }
+        # Integer inputs (token ids) get ids in {0, 1}, valid for any vocabulary (timing does not depend on them).
+        feed = {}
+        for i in sess.get_inputs():
+            shape = [d if isinstance(d, int) else config.batch for d in i.shape]
+            if i.type in ("tensor(int64)", "tensor(int32)"):
+                feed[i.name] = rng.integers(0, 2, shape).astype(np.int64 if i.type == "tensor(int64)" else np.int32)
+            else:
+                feed[i.name] = rng.standard_normal(shape).astype(np.float32)
         return Runner(lambda: sess.run(None, feed))
 
 

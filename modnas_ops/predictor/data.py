@@ -14,7 +14,7 @@ import pandas as pd
 from ..devices import anchor_embedding, validate_anchor_latencies
 from ..errors import UserError
 from ..spaces import SearchSpace, get_search_space
-from .model import ENERGY, LATENCY, PROFILE_COLUMNS, normalise
+from .model import LATENCY, OPTIONAL_METRICS, PROFILE_COLUMNS, normalise
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def measurements_from_profile(
     source: str = "profiling table",
 ) -> list[DeviceMeasurements]:
     """Devices of a profiling table (rows of ``profiling.campaign.read_table`` or a DataFrame with columns
-    ``space, arch, device, latency_ms, role`` [+ ``energy_mj``, ``host``]). The anchors of each device are its
-    rows with ``role == "anchor"`` and must cover all 10 anchors of the space. A device name measured on
+    ``space, arch, device, latency_ms, role`` [+ ``energy_mj``, ``memory_mb``, ``host``]). The anchors of each
+    device are its rows with ``role == "anchor"`` and must cover all 10 anchors of the space. A device name measured on
     several hosts (or network sizes) becomes ``<device>@<host>`` (``@<network>``). ``test_devices`` are marked
     for evaluation only. ``drop_constant_output``: leave out architectures whose output ignores the input
     (``space.constant_output``). Exported without inputs, they time as an empty graph (~0.007 ms against
@@ -123,7 +123,7 @@ def measurements_from_profile(
         if col in df.columns:
             multi = df["device"].map(df.groupby("device")[col].nunique()) > 1
             df.loc[multi, "device"] = df.loc[multi, "device"] + "@" + df.loc[multi, col].astype(str)
-    metrics = [LATENCY] + ([ENERGY] if ENERGY in df.columns else [])
+    metrics = [LATENCY] + [m for m in OPTIONAL_METRICS if m in df.columns]
     for m in metrics:
         df[m] = pd.to_numeric(df[m], errors="coerce")
     df = _unique_measurements(df, source)
@@ -152,12 +152,11 @@ def measurements_from_profile(
             raise UserError(f"{source}, device {name!r}: latency_ms must be finite and > 0 on every row")
         anchor_values = {LATENCY: by_arch.loc[anchors, LATENCY].to_numpy(np.float64)}
         values = {LATENCY: lat}
-        if ENERGY in metrics:
-            e_anchor = by_arch.loc[anchors, ENERGY].to_numpy(np.float64)
-            energy = g[ENERGY].to_numpy(np.float64)
-            if np.all(np.isfinite(e_anchor) & (e_anchor > 0)) and np.ptp(e_anchor) > 0:
-                anchor_values[ENERGY] = e_anchor
-                values[ENERGY] = energy
+        for m in metrics[1:]:  # energy / memory where the device's anchors have them
+            m_anchor = by_arch.loc[anchors, m].to_numpy(np.float64)
+            if np.all(np.isfinite(m_anchor) & (m_anchor > 0)) and np.ptp(m_anchor) > 0:
+                anchor_values[m] = m_anchor
+                values[m] = g[m].to_numpy(np.float64)
         out.append(
             DeviceMeasurements(str(name), genotypes, values, anchor_values, "test" if name in test_devices else "train")
         )

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..predictor_baselines import ranking_metrics
 from ..spaces import SearchSpace, get_search_space
 from .data import ArchSplit, DeviceMeasurements, split_architectures
-from .model import ENERGY, LATENCY, MetaPredictor, denormalise
+from .model import LATENCY, OPTIONAL_METRICS, MetaPredictor, denormalise
 from .nets import PREDICTOR_NETS, available_predictor_nets
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def fit_meta_predictor(
     if not train_devs:
         raise ValueError("fit_meta_predictor: no training devices (split == 'train')")
     if metrics is None:
-        metrics = [LATENCY] + ([ENERGY] if all(ENERGY in d.anchor_values for d in train_devs) else [])
+        metrics = [LATENCY] + [m for m in OPTIONAL_METRICS if all(m in d.anchor_values for d in train_devs)]
     metrics = tuple(metrics)
     for m in metrics:
         if not any(m in d.anchor_values for d in train_devs):

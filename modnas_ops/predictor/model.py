@@ -20,7 +20,9 @@ from .nets import create_predictor_net
 FORMAT_VERSION = 1
 LATENCY = "latency_ms"
 ENERGY = "energy_mj"
-KNOWN_METRICS = (LATENCY, ENERGY)
+MEMORY = "memory_mb"  # peak inference memory measured by profiling.memory
+KNOWN_METRICS = (LATENCY, ENERGY, MEMORY)
+OPTIONAL_METRICS = (ENERGY, MEMORY)  # fitted and searched where every training device has them
 ARTIFACT_KEY = "predictor"  # key of the saved model file in the pyfunc's artifacts
 ARCH_COLUMN = "arch"
 PROFILE_COLUMNS = ("space", "arch", "device", LATENCY, "role")
