@@ -475,14 +475,18 @@ def measure_modules(
     models: Mapping[str, nn.Module],
     input_shape: Sequence[int],
     device_names: Sequence[str],
+    make_input: Callable[[int], torch.Tensor] | None = None,
     **schedule: object,
 ) -> dict[tuple[str, str], LatencyStats]:
     """Time named modules (exported once per batch size) under each device config name, interleaved.
 
-    ``input_shape`` is per sample (C, H, W); ``schedule`` sets warmup / repeats / rounds / max_seconds.
+    ``input_shape`` is per sample (C, H, W); ``make_input``: batch -> example input (default: Gaussian images
+    of ``input_shape``, e.g. the space's token ids instead); ``schedule`` sets warmup / repeats / rounds /
+    max_seconds.
     Returns ``{(model name, device name): LatencyStats}``. Used to re-measure the architectures a search chose.
     """
-    candidates = [Candidate(name, m, tuple(int(s) for s in input_shape)) for name, m in models.items()]
+    shape = tuple(int(s) for s in input_shape)
+    candidates = [Candidate(name, m, shape, make_input=make_input) for name, m in models.items()]
     out: dict[tuple[str, str], LatencyStats] = {}
     for config in parse_device_configs(device_names, **schedule):
         for c, stats in zip(candidates, time_candidates(candidates, config), strict=True):

@@ -19,6 +19,7 @@ and copies that run's per-epoch metrics from the checkpoint, so the new run's hi
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ class SearchRunConfig:
     profile_run_id: str = ""  # or an MLflow run of projects/profile.py (its profile/*.csv artifact)
     quick_profile_archs: int = 40  # neither given: profile this many sampled archs (+ anchors) first
     quick_profile_output: str = "outputs/profile.csv"
+    quick_profile_options: dict[str, Any] = field(default_factory=dict)  # further fields of the quick profile
+    # (projects/configs/profile.yaml's, e.g. {memory: true, devices: [cpu-ort-t1-b1]})
     output_dir: str = "outputs/search"  # model files written here (and logged)
     generator_model_name: str = "modnas-generator"  # registered pyfunc generator; "" = do not register
     architectures_model_name: str = "modnas-architectures"  # chosen subnets as ONNX (supernet mode); "" = none
@@ -103,9 +106,18 @@ def _quick_profile_config(cfg: SearchRunConfig) -> Any:
 
     s = cfg.search.supernet
     data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
-    channels, height, width = data.input_shape
-    if height != width:
-        raise UserError(f"search.supernet.dataset: the quick profile times square images, not {height}x{width}")
+    if len(data.input_shape) == 3:
+        channels, height, width = data.input_shape
+        if height != width:
+            raise UserError(f"search.supernet.dataset: the quick profile times square images, not {height}x{width}")
+        shape = [f"in_channels={channels}", f"input_size={height}"]
+    else:
+        shape = [f"sample_shape={json.dumps(list(data.input_shape))}"]
+    reserved = {"num_archs", "output", "space", "C", "N", "network_options", "num_classes", "in_channels",
+                "input_size", "sample_shape"}  # fmt: skip
+    clash = sorted(reserved & set(cfg.quick_profile_options))
+    if clash:
+        raise FieldError("quick_profile_options", f"{clash[0]} follows from the search config; drop it here")
     overrides = [
         f"num_archs={cfg.quick_profile_archs}",
         f"output={cfg.quick_profile_output}",
@@ -113,9 +125,9 @@ def _quick_profile_config(cfg: SearchRunConfig) -> Any:
         f"C={s.C}",
         f"N={s.N}",
         f"network_options={json.dumps(s.network_options)}",
-        f"in_channels={channels}",
-        f"input_size={height}",
+        *shape,
         f"num_classes={data.num_classes}",
+        *(f"{k}={json.dumps(v)}" for k, v in cfg.quick_profile_options.items()),
     ]
     return load_config(ProfileConfig, PROFILE_CONFIG if PROFILE_CONFIG.is_file() else None, overrides)
 
@@ -167,14 +179,25 @@ def _remeasure(cfg: SearchRunConfig, result: Any, fronts: Any) -> Any:
     chosen = fronts[fronts["on_front"]]
     space, supernet = result.space, result.supernet
     models = {a: supernet.subnet(space.from_string(a)) for a in sorted(set(chosen["arch"]))}
-    runnable = []
+    runnable, elsewhere = [], []
     for name in sorted({d.name.split("@")[0] for d in result.devices}):
         try:
-            DeviceConfig.from_name(name).check_available()
+            config = DeviceConfig.from_name(name)
+        except ValueError:
+            elsewhere.append(name)  # a latency table's device, not a config of this machine
+            continue
+        try:
+            config.check_available()
             runnable.append(name)
         except ValueError as e:
             print(f"not re-measured on {name}: {e}")
-    stats = measure_modules(models, _input_shape(cfg), runnable, rounds=cfg.remeasure_rounds, max_seconds=60.0)
+    if elsewhere:
+        print(f"not re-measured (latency-table devices, not configs of this machine): {', '.join(elsewhere)}")
+    shape = _input_shape(cfg)
+    stats = measure_modules(
+        models, shape, runnable, make_input=lambda b: space.example_input(shape, b), rounds=cfg.remeasure_rounds,
+        max_seconds=60.0,
+    )  # fmt: skip
     out = fronts.copy()
     for col, attr in (("measured_latency_ms", "median_ms"), ("measured_latency_ms_p90", "p90_ms")):
         out[col] = [
@@ -186,7 +209,7 @@ def _remeasure(cfg: SearchRunConfig, result: Any, fronts: Any) -> Any:
 
 def _finetune(cfg: SearchRunConfig, result: Any, archs: Sequence[str]) -> tuple[dict[str, Any], dict[str, float]]:
     """Each chosen subnet trained standalone from its supernet weights (``finetune_steps`` of the standalone
-    recipe): the networks to register and their test errors (percent)."""
+    recipe): the networks to register and their test errors (the task's: percent, or nats per token)."""
     import torch
 
     from modnas_ops.data import get_dataset
@@ -202,7 +225,7 @@ def _finetune(cfg: SearchRunConfig, result: Any, archs: Sequence[str]) -> tuple[
         errors[a], networks[a] = train_standalone(
             result.space, g, data, s.network_hparams(), recipe, device, init=result.supernet.subnet(g)
         )
-        print(f"fine-tuned {a}: test error {errors[a]:.2f} %")
+        print(f"fine-tuned {a}: test error {errors[a]:.3f} ({data.task.error_unit})")
     return networks, errors
 
 
@@ -240,8 +263,8 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
             chosen[["device", "arch", *[c for c in fronts.columns if c.startswith("pref_")], *objectives]],
             result.space,
             {"num_classes": result.supernet.build_args["num_classes"], **s.network_hparams()},
-            export_fn=export_onnx,
-            input_shape=(1, *_input_shape(cfg)),
+            export_fn=functools.partial(export_onnx, dynamic=result.space.dynamic_input_axes),
+            input_shape=(2 if result.space.dynamic_input_axes else 1, *_input_shape(cfg)),  # >= 2: stays symbolic
             supernet=result.supernet,
             networks=networks,
             objectives=objectives,

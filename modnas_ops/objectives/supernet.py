@@ -54,6 +54,8 @@ class SupernetConfig:
     table_devices: bool = False  # also search the devices of the space's latency table (its train devices
     # fit the MetaPredictor, its test devices are zero-shot), e.g. OFA's 9 GPU x batch configs for mbv3
     latency_table: str = ""  # that table's file; "" = $MODNAS_<SPACE>_TABLE
+    shared_metrics: dict[str, str] = field(default_factory=dict)  # metric -> profiled device whose measurements
+    # devices without that metric take (e.g. {memory_mb: cpu-ort-t1-b1}: the table's GPUs have latency only)
     predictor: str = ""  # saved MetaPredictor (.pt); "" = fit one on the profiling table here
     predictor_epochs: int = 300
     predictor_batch_size: int = 64
@@ -76,6 +78,10 @@ class SupernetConfig:
         if not 0 <= self.uniform_fraction <= 1:
             raise FieldError("uniform_fraction", f"must lie in [0, 1], got {self.uniform_fraction}")
         check_at_least(self, 0, "pretrain_steps", "warmup_epochs", "eval_batches")
+        from ..predictor.model import OPTIONAL_METRICS
+
+        for metric in self.shared_metrics:
+            check_registered("shared_metrics", metric, "shareable metric", OPTIONAL_METRICS)
         check_positive(self, "weight_lr")
 
     def network_hparams(self) -> dict[str, Any]:
@@ -166,6 +172,10 @@ class SupernetObjective(ErrorObjective):
             if clash:
                 raise UserError(f"search.supernet.latency_table: device {clash[0]!r} is also in the profiling table")
             self.measured += table
+        from ..predictor import share_metric
+
+        for metric, source in self.scfg.shared_metrics.items():
+            self.measured = share_metric(self.measured, metric, source)
         if not any(m.split == "train" for m in self.measured):
             raise UserError("search.supernet.test_devices: every device of the profiling table is a test device")
         self._injected_predictor = predictor

@@ -27,6 +27,7 @@ from .data import (
     DeviceMeasurements,
     measurements_from_profile,
     measurements_from_table,
+    share_metric,
     split_architectures,
 )
 from .fit import FitConfig, FitResult, evaluate_predictor, fit_meta_predictor
@@ -91,5 +92,6 @@ __all__ = [
     "pip_requirements",
     "predict_latency_ms",
     "register_predictor_net",
+    "share_metric",
     "split_architectures",
 ]

@@ -82,6 +82,36 @@ def measurements_from_table(table: Any, devices: Sequence[str] | None = None) ->
     return out
 
 
+def share_metric(devices: Sequence[DeviceMeasurements], metric: str, source: str) -> list[DeviceMeasurements]:
+    """Devices without their own ``metric`` take device ``source``'s: its anchor values, and its measured
+    values for the architectures it measured (added to the device's list with no other metric where the
+    device lacks them). For a property of the network that one host measures for all (e.g. ``memory_mb`` of
+    this machine's onnxruntime for the latency table's GPUs, whose table has latency only); UserError when
+    ``source`` is not a device or lacks the metric."""
+    by_name = {d.name: d for d in devices}
+    src = by_name.get(source)
+    if src is None:
+        raise UserError(f"shared_metrics: {metric} source {source!r} is not a device (have {', '.join(by_name)})")
+    if metric not in src.anchor_values:
+        raise UserError(f"shared_metrics: device {source!r} has no {metric} measurements")
+    keys = [tuple(int(x) for x in g) for g in src.genotypes]
+    value_of = dict(zip(keys, src.values[metric].tolist(), strict=True))
+    out = []
+    for d in devices:
+        if metric in d.anchor_values:
+            out.append(d)
+            continue
+        have = {tuple(int(x) for x in g) for g in d.genotypes}
+        extra = [k for k in keys if k not in have]
+        genotypes = np.concatenate([d.genotypes, np.asarray(extra, dtype=np.int64).reshape(-1, d.genotypes.shape[1])])
+        nan = np.full(len(extra), np.nan)
+        values = {m: np.concatenate([v, nan]) for m, v in d.values.items()}
+        values[metric] = np.asarray([value_of.get(tuple(int(x) for x in g), np.nan) for g in genotypes])
+        anchors = {**d.anchor_values, metric: src.anchor_values[metric]}
+        out.append(DeviceMeasurements(d.name, genotypes, values, anchors, d.split))
+    return out
+
+
 def measurements_from_profile(
     rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
     space: str | SearchSpace | None = None,

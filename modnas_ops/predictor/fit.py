@@ -150,14 +150,14 @@ def fit_meta_predictor(
     valid = _Matrix(valid.x.to(device), valid.y.to(device), valid.emb.to(device))
     std, mean = model.target_std, model.target_mean
 
-    # samples = measured (arch, device) pairs
-    a_idx, d_idx = torch.nonzero(torch.isfinite(train.y[..., 0]), as_tuple=True)
+    # samples = (arch, device) pairs with a measurement of some metric
+    a_idx, d_idx = torch.nonzero(torch.isfinite(train.y).any(-1), as_tuple=True)
     num_devices = train.emb.shape[0]
     steps_per_epoch = max(1, math.ceil(len(a_idx) / config.batch_size))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    va_a, va_d = torch.nonzero(torch.isfinite(valid.y[..., 0]), as_tuple=True)
+    va_a, va_d = torch.nonzero(torch.isfinite(valid.y).any(-1), as_tuple=True)
 
     def valid_loss() -> float:
         model.eval()

@@ -52,6 +52,9 @@ class SearchSpace(abc.ABC):
     decisions: tuple[Decision, ...]
     # Column of the space's benchmark table that indexes its architectures ("" = the space has none).
     benchmark_index_name: ClassVar[str] = ""
+    # Whether the networks take inputs of any size along every axis (token ids: batch and sequence), so an
+    # exported graph keeps its input axes symbolic (``profiling.export.export_onnx(dynamic=True)``).
+    dynamic_input_axes: ClassVar[bool] = False
 
     # ---- shape ---------------------------------------------------------------------------------------
     @property

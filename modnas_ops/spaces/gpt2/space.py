@@ -73,6 +73,7 @@ class GPT2Space(SearchSpace):
     """HW-GPT-Bench GPT-S: embedding width, layer count, per-layer MLP ratio and heads, Linear biases."""
 
     name = "gpt2"
+    dynamic_input_axes = True  # token ids of any batch and sequence length (up to the context)
     decisions = (
         Decision("embed", _labels(GPT2_EMBEDS)),
         Decision("layers", _labels(GPT2_LAYERS)),
