@@ -135,3 +135,70 @@ def test_pydoc_bytes_task() -> None:
     # the error is the mean cross-entropy per token: uniform logits give log(256)
     logits = torch.zeros(4, 32, 256)
     assert abs(data.task.error_sum(logits, y[:4]) / 4 - np.log(256)) < 1e-5
+
+
+def test_share_metric_lends_a_devices_measurements_to_devices_without_them() -> None:
+    from modnas_ops.errors import UserError
+    from modnas_ops.predictor import LATENCY, MEMORY, DeviceMeasurements, share_metric
+
+    rng = np.random.default_rng(0)
+    anchors = SPACE.anchors()
+    extra = [SPACE.canonical(SPACE.sample(rng)) for _ in range(3)]
+    cpu_g = np.asarray(anchors + extra[:2], dtype=np.int64)
+    gpu_g = np.asarray(anchors + extra[1:], dtype=np.int64)  # shares extra[1] with the CPU
+    cpu = DeviceMeasurements("cpu", cpu_g, {LATENCY: np.arange(1.0, 13.0), MEMORY: np.arange(10.0, 22.0)},
+                             {LATENCY: np.arange(1.0, 11.0), MEMORY: np.arange(10.0, 20.0)})  # fmt: skip
+    gpu = DeviceMeasurements("gpu", gpu_g, {LATENCY: np.arange(2.0, 14.0)}, {LATENCY: np.arange(2.0, 12.0)})
+    out = share_metric([cpu, gpu], MEMORY, "cpu")
+    assert out[0] is cpu
+    g = out[1]
+    np.testing.assert_array_equal(g.anchor_values[MEMORY], cpu.anchor_values[MEMORY])
+    assert len(g.genotypes) == 13  # + extra[0], measured by the CPU only
+    assert tuple(g.genotypes[-1]) == extra[0] and np.isnan(g.values[LATENCY][-1])
+    assert g.values[MEMORY][-1] == 20.0 and g.values[MEMORY][10] == 21.0  # extra[0], extra[1] of the CPU
+    assert np.isnan(g.values[MEMORY][11])  # extra[2]: nobody measured its memory
+    with pytest.raises(UserError, match="source 'tpu' is not a device"):
+        share_metric([cpu, gpu], MEMORY, "tpu")
+    with pytest.raises(UserError, match="device 'gpu' has no memory_mb"):
+        share_metric([cpu, gpu], MEMORY, "gpu")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (GPT_TABLE and Path(GPT_TABLE).is_file()), reason="MODNAS_GPT2_TABLE does not name the HW-GPT-Bench table"
+)
+def test_one_search_with_three_objectives_over_cpu_profiles_and_the_tables_devices() -> None:
+    from modnas_ops.config import load_config
+    from modnas_ops.search import SearchConfig, run_search
+
+    rng = np.random.default_rng(1)
+    archs = SPACE.anchors() + [SPACE.canonical(SPACE.sample(rng)) for _ in range(10)]
+    rows = []
+    for dev, scale in (("cpu-a", 1.0), ("cpu-b", 2.5)):  # latency and memory grow with the widths
+        for i, g in enumerate(archs):
+            c = SPACE.config(g)
+            size = c["embed_dim"] * sum(r + h / 4 for r, h in zip(c["mlp_ratio"], c["n_head"], strict=True))
+            rows.append({"space": "gpt2", "arch": SPACE.to_string(g), "device": dev,
+                         "latency_ms": scale * size / 1e3, "memory_mb": 10 + size / 500 + (dev == "cpu-b"),
+                         "role": "anchor" if i < 10 else "sample"})  # fmt: skip
+    items = {
+        "mode": "supernet", "space": "gpt2", "epochs": 1, "steps_per_epoch": 1, "num_rays": 6, "archive": "true",
+        "architect.finite_differences": "false", "supernet.dataset": "pydoc-bytes", "supernet.C": 2,
+        "supernet.N": 1, "supernet.batch_size": 4, "supernet.pretrain_steps": 4, "supernet.freeze_weights": "true",
+        "supernet.warmup_epochs": 0, "supernet.table_devices": "true",
+        "supernet.shared_metrics": '{"memory_mb": "cpu-a"}',
+        "supernet.predictor_epochs": 3, "supernet.predictor_batch_size": 256, "supernet.predictor_max_archs": 100,
+        "supernet.dense_gradients": "false", "supernet.reference_archs": 4, "supernet.eval_batches": 1,
+    }  # fmt: skip
+    cfg = load_config(SearchConfig, None, [f"{k}={v}" for k, v in items.items()])
+    res = run_search(cfg, progress=False, profile_rows=rows)
+    assert res.objectives == ("error", "latency_ms", "memory_mb")
+    split = {d.name: d.split for d in res.devices}
+    assert len(split) == 2 + 10 and split["a40"] == split["cpu_amd_7513"] == "test"
+    assert {"pref_0", "pref_1", "pref_2", "pred_memory_mb", "true_memory_mb"} <= set(res.fronts.columns)
+    assert np.allclose(res.fronts[["pref_0", "pref_1", "pref_2"]].sum(axis=1), 1.0)
+    for d in split:
+        assert np.isfinite(res.metrics[f"hv/{d}"])
+        assert set(res.devices[[x.name for x in res.devices].index(d)].anchors) == {"latency_ms", "memory_mb"}
+    a100 = res.fronts[res.fronts["device"] == "a100"]
+    assert (a100["true_memory_mb"] > 0).all() and (a100["true_error"] > 0).all()

@@ -1,7 +1,7 @@
-"""The contract every registered search space meets (NB201, MobileNetV3, GPT-2 and the ragged test space "toy";
-a new space adds its small network settings to SMALL): supernet == subnet, ONNX == torch, masks honoured by the hypernetwork,
-both samplers and finite differences, a search that finds a known optimum, a predictor that ranks, a
-generator that round-trips, and baselines that cover the space by canonical architecture."""
+"""The contract every registered search space meets (NB201, MobileNetV3, GPT-2 and the ragged test space
+"toy"; a new space adds its small network settings to SMALL): supernet == subnet, ONNX == torch, masks honoured
+by the hypernetwork, both samplers and finite differences, a search that finds a known optimum, a predictor
+that ranks, a generator that round-trips, and baselines that cover the space by canonical architecture."""
 
 from __future__ import annotations
 
