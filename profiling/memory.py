@@ -19,9 +19,15 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the probe child imports this module: keep torch out of it
+    import torch
+    from torch import nn
 
 STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -94,3 +100,25 @@ def _probe(model_path: str, input_path: str, threads: int, runs: int) -> float:
 if __name__ == "__main__":
     path, inp, n_threads, n_runs = sys.argv[1:5]
     print(json.dumps({"memory_mb": _probe(path, inp, int(n_threads), int(n_runs))}))
+
+
+def measure_memory_modules(
+    models: Mapping[str, nn.Module],
+    make_input: Callable[[int], torch.Tensor],
+    device_names: Sequence[str],
+    runs: int = 3,
+) -> dict[tuple[str, str], float]:
+    """Peak inference memory (MiB) of named modules under each onnxruntime CPU device config name (exported
+    at the config's batch; other configs are left out): ``{(model name, device name): memory_mb}``."""
+    from .export import export_onnx
+    from .latency import parse_device_configs
+
+    out: dict[tuple[str, str], float] = {}
+    for config in parse_device_configs(device_names):
+        if config.runtime != "ort" or config.hardware != "cpu":
+            continue
+        x = make_input(config.batch)
+        for name, model in models.items():
+            payload = export_onnx(model.eval(), x, name=name)
+            out[(name, config.name)] = peak_memory_mb(payload, x.numpy(), threads=config.threads, runs=runs)
+    return out

@@ -63,12 +63,18 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     from modnas_ops.baselines import MeasuredEvaluator, MemoisedEvaluator
     from modnas_ops.baselines.supernet_error import SupernetValidError, train_supernet_uniform
     from modnas_ops.data import get_dataset
+    from profiling.export import export_onnx
     from profiling.latency import Candidate, DeviceConfig, device_description, time_candidates
+    from profiling.memory import memory_counters_readable, peak_memory_mb
 
     e = cfg.embedded
     configs = [DeviceConfig.from_name(n, rounds=e.rounds, repeats=e.repeats, warmup=e.warmup) for n in e.devices]
     for c in configs:
         c.check_available()
+        if e.memory and (c.runtime != "ort" or c.hardware != "cpu"):
+            raise UserError(f"embedded.memory: peak memory is measured for onnxruntime CPU configs, not {c.name}")
+    if e.memory and not memory_counters_readable():
+        raise UserError("embedded.memory: this machine's peak-memory counters (VmHWM, clear_refs) cannot be read")
     device = torch.device(e.torch_device)
     data = get_dataset(e.dataset, seed=cfg.seeds[0], root=e.data_root or None)
     torch.manual_seed(cfg.seeds[0])
@@ -82,14 +88,28 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     # the supernet error does not depend on the device: computed once per architecture
     error_fn = functools.cache(SupernetValidError(supernet, space, data.valid, device, e.eval_batch_size, data.task))
 
+    def make_input(batch: int) -> torch.Tensor:
+        return space.example_input(data.input_shape, batch)
+
+    def network(genotype: tuple[int, ...]) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(space.seed_of(genotype))
+            return space.build_network(genotype, data.input_shape, data.num_classes, C=e.C, N=e.N).eval()
+
     def latency_fn(genotype: tuple[int, ...], config: Any) -> float:
-        model = space.build_network(genotype, data.input_shape, data.num_classes, C=e.C, N=e.N)
-        candidate = Candidate(space.to_string(genotype), model, tuple(data.input_shape))
+        candidate = Candidate(space.to_string(genotype), network(genotype), tuple(data.input_shape),
+                              make_input=make_input)  # fmt: skip
         return time_candidates([candidate], config)[0].median_ms
+
+    def memory_fn(genotype: tuple[int, ...], config: Any) -> float:
+        x = make_input(config.batch)
+        payload = export_onnx(network(genotype), x, name=space.to_string(genotype))
+        return peak_memory_mb(payload, x.numpy(), threads=config.threads)
 
     settings = []
     for c in configs:
-        ev = MeasuredEvaluator(error_fn, functools.partial(latency_fn, config=c))
+        extra = {"memory_mb": functools.partial(memory_fn, config=c)} if e.memory else None
+        ev = MeasuredEvaluator(error_fn, functools.partial(latency_fn, config=c), extra)
         settings.append(DeviceSetting(c.name, MemoisedEvaluator(ev) if e.share_measurements else ev))
     tags = {f"device.{c.name}": device_description(c) for c in configs}
     tags["supernet.final_loss"] = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}"
@@ -111,6 +131,21 @@ def read_modnas(run_id: str, devices: Sequence[str]) -> dict[str, float]:
     if "num_queries" in metrics:
         found["num_queries"] = metrics["num_queries"]
     return found
+
+
+def modnas_front_archs(run_id: str, space: Any) -> dict[str, list[tuple[int, ...]]]:
+    """Per device, the architectures on the front of a MODNAS search run (its ``fronts/fronts.csv``)."""
+    import tempfile
+
+    import pandas as pd
+
+    from modnas_ops import tracking
+
+    with bad_input(f"modnas_run_id: run {run_id}", (ValueError, OSError, tracking.MlflowException)):
+        path = tracking.download_artifacts(run_id, "fronts/fronts.csv", tempfile.mkdtemp())
+        fronts = pd.read_csv(path)
+    on = fronts[fronts["on_front"].astype(bool)]
+    return {str(d): sorted({space.from_string(a) for a in g["arch"]}, key=space.index) for d, g in on.groupby("device")}
 
 
 def hv_figure(device: str, curves: dict[str, Any], hv_true: float | None, modnas_hv: float | None) -> Any:
@@ -216,6 +251,7 @@ def _main(argv: Sequence[str] | None) -> int:
         get_baseline,
         summary_row,
     )
+    from modnas_ops.pareto import hypervolume
     from modnas_ops.spaces import get_search_space
 
     torch.set_num_threads(cfg.threads)
@@ -233,6 +269,9 @@ def _main(argv: Sequence[str] | None) -> int:
             if need > len(names):
                 raise UserError(f"{method} needs >= {need} objectives; this setting has {', '.join(names)}")
         modnas = read_modnas(cfg.modnas_run_id, [s.name for s in settings]) if cfg.modnas_run_id else {}
+        # embedded mode: the MODNAS front's architectures judged by this evaluator too (same error, same measurements)
+        embedded_front = cfg.modnas_run_id and cfg.mode == "embedded"
+        modnas_archs = modnas_front_archs(cfg.modnas_run_id, space) if embedded_front else {}
 
         comparison: list[dict[str, Any]] = []
         for s in settings:
@@ -243,7 +282,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 for method in cfg.methods
                 for seed in cfg.seeds
             }
-            normaliser = s.normaliser or common_normaliser(list(histories.values()), cfg.max_error)
+            judged = s.evaluator.evaluate(modnas_archs[s.name]) if modnas_archs.get(s.name) else None  # (n, M)
+            normaliser = s.normaliser or common_normaliser(list(histories.values()), cfg.max_error, judged)
             if normaliser is None:
                 raise UserError(
                     f"{s.name}: too few distinct objective values with error < {cfg.max_error} % for an HV"
@@ -275,6 +315,14 @@ def _main(argv: Sequence[str] | None) -> int:
                 })  # fmt: skip
                 if s.hv_true:
                     comparison[-1]["hv_ratio"] = comparison[-1]["hv_mean"] / s.hv_true
+            if judged is not None:
+                live = judged[judged[:, 0] < cfg.max_error]
+                comparison.append({
+                    "device": s.name, "method": "modnas-front", "seeds": 1, "evaluations": len(judged),
+                    "hv_mean": hypervolume(normaliser(live), normaliser.reference_point) if len(live) else 0.0,
+                    "cost_note": "the MODNAS run's front on this device, judged by this evaluator",
+                    "target_hv": target, "target_source": target_source, "hv_normalisation": "all measured archs",
+                })  # fmt: skip
             if modnas_hv is not None:
                 comparison.append({
                     "device": s.name, "method": "modnas", "seeds": 1,

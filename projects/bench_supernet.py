@@ -40,6 +40,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--devices", default="cpu-ort-t1-b1,cpu-ort-t1-b32", help="CPU device configs to time on")
     p.add_argument("--rounds", type=int, default=200, help="timing rounds per architecture and config")
     p.add_argument("--steps", type=int, default=400, help="standalone training steps (the recipe)")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure peak inference memory (default: when the config's quick profile does)")
     p.add_argument("--cache-dir", default="outputs/bench_supernet")
     p.add_argument("--no-mlflow", action="store_true", help="print only (no MLflow run)")
     return p.parse_args(argv)
@@ -69,6 +71,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from modnas_ops.standalone import TrainRecipe, cache_key, standalone_errors
     from modnas_ops.supernet_training import valid_error
     from profiling.latency import measure_modules
+    from profiling.memory import measure_memory_modules
 
     torch.set_num_threads(1)
     s = cfg.search.supernet
@@ -77,6 +80,11 @@ def _main(argv: Sequence[str] | None) -> int:
     network = s.network_hparams()
     recipe = TrainRecipe(steps=args.steps)
     devices = [d for d in args.devices.split(",") if d]
+    memory = bool(cfg.quick_profile_options.get("memory", False)) if args.memory is None else args.memory
+    unit = data.task.error_unit
+
+    def make_input(batch: int) -> torch.Tensor:
+        return space.example_input(data.input_shape, batch)
     key = cache_key(space, s.dataset, network, recipe)
     cache = Path(args.cache_dir) / f"standalone-{space.name}-{s.dataset}-{key}.csv"
 
@@ -94,7 +102,7 @@ def _main(argv: Sequence[str] | None) -> int:
     ref = standalone_errors(space, reference, data, network, recipe, cache=cache)
     ref_err = np.array([ref[(g, recipe.seed)][0] for g in reference])
     train_s = sum(ref[(g, recipe.seed)][1] for g in reference)
-    print(f"standalone: error {ref_err.min():.1f}..{ref_err.max():.1f} % (train time {train_s:.0f} s of compute, "
+    print(f"standalone: error {ref_err.min():.3g}..{ref_err.max():.3g} ({unit}; train time {train_s:.0f} s of compute, "
           f"{time.perf_counter() - t0:.0f} s now)")  # fmt: skip
     spread = {}
     for seed in (1, 2):
@@ -103,20 +111,23 @@ def _main(argv: Sequence[str] | None) -> int:
         for (g, _), (e, _) in other.items():
             spread.setdefault(g, [ref[(g, recipe.seed)][0]]).append(e)
     seed_std = float(np.mean([np.std(v) for v in spread.values()]))
-    print(f"seed-to-seed std (5 archs x 3 seeds): {seed_std:.2f} points; across the reference set: "
-          f"{ref_err.std():.2f} points")  # fmt: skip
+    print(f"seed-to-seed std (5 archs x 3 seeds): {seed_std:.3g}; across the reference set: "
+          f"{ref_err.std():.3g} ({unit})")  # fmt: skip
 
     def fresh(g: tuple[int, ...]) -> torch.nn.Module:
         torch.manual_seed(0)
         return space.build_network(g, data.input_shape, data.num_classes, **network).eval()
 
     t1 = time.perf_counter()
-    lat = measure_modules({space.to_string(g): fresh(g) for g in reference}, data.input_shape, devices,
-                          rounds=args.rounds, max_seconds=120.0)  # fmt: skip
+    ref_models = {space.to_string(g): fresh(g) for g in reference}
+    lat = measure_modules(ref_models, data.input_shape, devices, make_input=make_input, rounds=args.rounds,
+                          max_seconds=120.0)  # fmt: skip
+    mem = measure_memory_modules(ref_models, make_input, devices) if memory else {}
     profile_s = time.perf_counter() - t1
     rows = [
         {"space": space.name, "arch": space.to_string(g), "device": d, "role": "anchor" if g in anchors else "sample",
-         "latency_ms": lat[(space.to_string(g), d)].median_ms}
+         "latency_ms": lat[(space.to_string(g), d)].median_ms,
+         **({"memory_mb": mem[(space.to_string(g), d)]} if memory else {})}
         for d in devices for g in reference
     ]  # fmt: skip
     for d in devices:
@@ -124,8 +135,8 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"latency on {d}: {ms.min():.4f}..{ms.max():.4f} ms ({ms.max() / ms.min():.1f}x)")
     cheapest_live = reference[int(np.argmin([lat[(space.to_string(g), devices[0])].median_ms for g in reference]))]
     cheap_err = ref[(cheapest_live, recipe.seed)][0]
-    print(f"cheapest live reference arch {space.to_string(cheapest_live)}: {cheap_err:.1f} % error; best "
-          f"{ref_err.min():.1f} % ({cheap_err - ref_err.min():.1f} points below)")  # fmt: skip
+    print(f"cheapest live reference arch {space.to_string(cheapest_live)}: error {cheap_err:.3g}; best "
+          f"{ref_err.min():.3g} ({unit})")  # fmt: skip
 
     t2 = time.perf_counter()
     result = run_search(cfg.search, progress=True, data=data, profile_rows=rows)
@@ -139,8 +150,11 @@ def _main(argv: Sequence[str] | None) -> int:
     found = sorted({space.from_string(a) for a in fronts.loc[fronts["on_front"], "arch"]}, key=space.index)
     t3 = time.perf_counter()
     found_err = standalone_errors(space, found, data, network, recipe, cache=cache)
-    lat2 = measure_modules({space.to_string(g): fresh(g) for g in dict.fromkeys([*reference, *found])},
-                           data.input_shape, devices, rounds=args.rounds, max_seconds=120.0)  # fmt: skip
+    all_models = {space.to_string(g): fresh(g) for g in dict.fromkeys([*reference, *found])}
+    lat2 = measure_modules(all_models, data.input_shape, devices, make_input=make_input, rounds=args.rounds,
+                           max_seconds=120.0)  # fmt: skip
+    new = {a: m for a, m in all_models.items() if a not in ref_models}
+    mem2 = {**mem, **measure_memory_modules(new, make_input, devices)} if memory else {}
     reeval_s = time.perf_counter() - t3
     metrics: dict[str, float] = {"tau": tau, "seed_std": seed_std, "reference_std": float(ref_err.std()),
                                  "search_s": search_s, "reference_train_s": train_s, "profile_s": profile_s,
@@ -149,8 +163,12 @@ def _main(argv: Sequence[str] | None) -> int:
     for d in devices:
         dev_rows = fronts[(fronts["device"] == d) & fronts["on_front"]]
         archs = sorted({space.from_string(a) for a in dev_rows["arch"]}, key=space.index)
-        R = np.array([[e, lat2[(space.to_string(g), d)].median_ms] for g, e in zip(reference, ref_err, strict=True)])
-        F = np.array([[found_err[(g, recipe.seed)][0], lat2[(space.to_string(g), d)].median_ms] for g in archs])
+        def point(g: tuple[int, ...], err: float, dev: str = d) -> list[float]:  # [error, latency(, memory)]
+            a = space.to_string(g)
+            return [err, lat2[(a, dev)].median_ms, *([mem2[(a, dev)]] if memory else [])]
+
+        R = np.array([point(g, e) for g, e in zip(reference, ref_err, strict=True)])
+        F = np.array([point(g, found_err[(g, recipe.seed)][0]) for g in archs]).reshape(-1, R.shape[1])
         norm = reference_normaliser(R, F)
         live_f, live_r = F[F[:, 0] < MODNAS_MAX_ERROR], R[R[:, 0] < MODNAS_MAX_ERROR]
         hv_f = hypervolume(norm(live_f), norm.reference_point) if len(live_f) else 0.0

@@ -221,6 +221,20 @@ def test_history_front_rows_and_curve() -> None:
     assert curve[-1] == pytest.approx(h.hypervolume(norm))
 
 
+def test_common_normaliser_spans_the_extra_points_too() -> None:
+    from modnas_ops.baselines import common_normaliser
+
+    space, raw = ToySpace(3, 3), SumEvaluator(3)
+    h = get_baseline("random").run(space, raw, 9, seed=0)
+    base = common_normaliser([h])
+    lo, hi = np.asarray(base.lo), np.asarray(base.hi)
+    extra = np.array([[lo[0] - 1.0, hi[1] + 2.0]])  # a point outside the histories' box, e.g. a MODNAS front
+    both = common_normaliser([h], extra=extra)
+    assert both.lo[0] == lo[0] - 1.0 and both.hi[1] == hi[1] + 2.0
+    assert both.hi[0] == hi[0] and both.lo[1] == lo[1]
+    assert common_normaliser([h], extra=np.zeros((0, 2))).lo == base.lo
+
+
 # ---- registry --------------------------------------------------------------------------------------
 
 

@@ -62,11 +62,13 @@ def summary_row(history: History, normaliser: Normaliser, target_hv: float | Non
     }
 
 
-def common_normaliser(histories: Sequence[History], max_error: float = 90.0) -> Normaliser | None:
-    """MODNAS-style normaliser over every architecture any of ``histories`` evaluated (objective 0 is the error
-    in percent: rows at or above ``max_error`` are dropped, then min-max per objective); None when that
-    leaves fewer than two distinct values in some objective (no hypervolume can be defined)."""
-    F = [h.objectives for h in histories if h.num_evaluations]
+def common_normaliser(
+    histories: Sequence[History], max_error: float = 90.0, extra: np.ndarray | None = None
+) -> Normaliser | None:
+    """MODNAS-style normaliser over every architecture any of ``histories`` evaluated, and the points ``extra``
+    (n, M) (objective 0 is the error: rows at or above ``max_error`` are dropped, then min-max per objective);
+    None when that leaves fewer than two distinct values in some objective (no hypervolume can be defined)."""
+    F = [h.objectives for h in histories if h.num_evaluations] + ([extra] if extra is not None and len(extra) else [])
     if not F:
         return None
     allF = np.concatenate(F)  # (n, M)

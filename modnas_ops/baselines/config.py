@@ -36,6 +36,7 @@ class EmbeddedSection:
     repeats: int = 5
     warmup: int = 1
     share_measurements: bool = True  # one memo of measurements per device for all methods and seeds
+    memory: bool = False  # third objective: peak inference memory (memory_mb) measured by profiling.memory
 
     def __post_init__(self) -> None:
         for name in ("C", "N", "supernet_steps", "batch_size", "eval_batch_size", "rounds", "repeats"):
