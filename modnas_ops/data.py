@@ -75,7 +75,7 @@ class Task:
         return float(ce.mean(dim=1).sum())
 
 
-CLASSIFICATION = Task("classification", "percent misclassified")
+CLASSIFICATION = Task("classification", "%")
 LANGUAGE_MODEL = Task("language_model", "nats per token")
 
 

@@ -10,19 +10,25 @@ from typing import Any
 
 import numpy as np
 
-UNITS = {"error": "error (%)", "latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}
+UNITS = {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)", "memory_mb": "peak memory (MiB)"}
 
 
-def axis_label(objective: str) -> str:
-    return UNITS.get(objective, objective)
+def axis_label(objective: str, error_unit: str = "%") -> str:
+    return f"error ({error_unit})" if objective == "error" else UNITS.get(objective, objective)
 
 
 def front_figure(
-    rows: Any, device: str, hv: Mapping[str, float], objectives: Sequence[str], reference: np.ndarray | None = None
+    rows: Any,
+    device: str,
+    hv: Mapping[str, float],
+    objectives: Sequence[str],
+    reference: np.ndarray | None = None,
+    error_unit: str = "%",
 ) -> Any:
     """Rows of one device (``pred_<o>``, ``true_<o>`` for every objective, ``on_front``): predicted points,
     judged (true / measured) points, and the judged front, in every pair of objectives; ``reference`` (R, M):
-    the judged objectives of the reference architectures (the HV normalisation set), drawn behind them."""
+    the judged objectives of the reference architectures (the HV normalisation set), drawn behind them;
+    ``error_unit``: the error's unit on its axis (the dataset task's, e.g. nats per token)."""
     from matplotlib.figure import Figure
 
     pairs = list(itertools.combinations(objectives, 2))  # (error, metric) pairs first
@@ -42,8 +48,8 @@ def front_figure(
         front = rows[on].sort_values(f"true_{x}")
         style = "o-" if len(objectives) == 2 else "o"  # a 2-D projection of an M-D front is no staircase
         ax.plot(front[f"true_{x}"], front[f"true_{y}"], style, c="tab:blue", ms=4, label="found front")
-        ax.set_xlabel(axis_label(x))
-        ax.set_ylabel(axis_label(y))
+        ax.set_xlabel(axis_label(x, error_unit))
+        ax.set_ylabel(axis_label(y, error_unit))
         _readable_limits(ax, np.concatenate(xs), "x")
         if i == 0:
             ax.legend(fontsize=8)

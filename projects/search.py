@@ -344,11 +344,17 @@ def _main(argv: Sequence[str] | None) -> int:
         if cfg.plots:
             from modnas_ops.plots import front_figure
 
+            unit = "%"  # benchmark mode: 100 - accuracy; supernet mode: the dataset task's error
+            if cfg.search.mode == "supernet":
+                from modnas_ops.data import get_dataset
+
+                s = cfg.search.supernet
+                unit = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None).task.error_unit
             for d in result.devices:
                 hv = {k.split("/")[0]: v for k, v in result.metrics.items() if k.endswith(f"/{d.name}")}
                 hv = {k: v for k, v in hv.items() if k in ("hv", "hv_ratio", "hv_reference")}
                 rows = result.fronts[result.fronts["device"] == d.name]
-                figure = front_figure(rows, d.name, hv, result.objectives, result.reference.get(d.name))
+                figure = front_figure(rows, d.name, hv, result.objectives, result.reference.get(d.name), unit)
                 tracking.log_figure(figure, f"fronts/{d.name}.png")
 
     m = result.metrics
