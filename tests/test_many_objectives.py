@@ -158,5 +158,9 @@ def test_front_figure_has_a_panel_per_pair_of_objectives(m: int, panels: int) ->
     axes = fig.get_axes()
     assert len(axes) == panels
     assert {(a.get_ylabel(), a.get_xlabel()) for a in axes} >= {("error (%)", "latency (ms)")}
+    if m == 4:
+        assert ("latency (ms)", "peak memory (MiB)") in {(a.get_ylabel(), a.get_xlabel()) for a in axes}
+    lm = front_figure(rows, "dev", {"hv": 0.5}, objectives, error_unit="nats per token")
+    assert lm.get_axes()[0].get_ylabel() == "error (nats per token)"
     lo, hi = axes[0].get_xlim()
     assert hi - lo > 0.002
