@@ -54,29 +54,41 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Task:
     """What a network's outputs are scored by: ``loss`` (differentiable, mean over the batch) and ``error``
-    (the search's error objective: per-sample errors summed by :meth:`error_sum`, then averaged).
-
-    ``classification``: logits (B, K), labels (B,); error = percent misclassified.
-    ``language_model``: logits (B, T, V), next tokens (B, T); error = mean cross-entropy per token in nats
-    (its exp is the perplexity).
-    """
+    (the search's error objective: per-sample errors summed by :meth:`error_sum`, then averaged);
+    ``sample_dims``: the rank of one input sample ((C, H, W) = 3, (T,) = 1)."""
 
     name: str
     error_unit: str
+    sample_dims: int
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy(logits, target)
 
     def error_sum(self, logits: torch.Tensor, target: torch.Tensor) -> float:
-        """Sum over the batch of each sample's error (percent wrong, or its mean nats per token)."""
-        if self.name == "classification":
-            return 100.0 * float((logits.argmax(-1) != target).sum())
+        """Sum over the batch of each sample's error."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Classification(Task):
+    """Logits (B, K), labels (B,); error = percent misclassified."""
+
+    def error_sum(self, logits: torch.Tensor, target: torch.Tensor) -> float:
+        return 100.0 * float((logits.argmax(-1) != target).sum())
+
+
+@dataclass(frozen=True)
+class LanguageModel(Task):
+    """Logits (B, T, V), next tokens (B, T); error = mean cross-entropy per token in nats (its exp is the
+    perplexity)."""
+
+    def error_sum(self, logits: torch.Tensor, target: torch.Tensor) -> float:
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, -1), target, reduction="none")  # (B, T)
         return float(ce.mean(dim=1).sum())
 
 
-CLASSIFICATION = Task("classification", "%")
-LANGUAGE_MODEL = Task("language_model", "nats per token")
+CLASSIFICATION = Classification("classification", "%", sample_dims=3)
+LANGUAGE_MODEL = LanguageModel("language_model", "nats per token", sample_dims=1)
 
 
 @dataclass(frozen=True)
@@ -99,10 +111,11 @@ class DataSplits:
     task: Task = CLASSIFICATION
 
     def __post_init__(self) -> None:
-        want = 3 if self.task is CLASSIFICATION else 1
-        if len(self.input_shape) != want:
-            kind = "(C, H, W)" if want == 3 else "(T,)"
-            raise ValueError(f"{self.name}: input_shape {self.input_shape} is not {kind}")
+        if len(self.input_shape) != self.task.sample_dims:
+            raise ValueError(
+                f"{self.name}: input_shape {self.input_shape} has not the {self.task.sample_dims} dimensions of a "
+                f"{self.task.name} sample"
+            )
         for split in ("train", "valid", "test"):
             images = getattr(self, split).tensors[0]
             if tuple(images.shape[1:]) != tuple(self.input_shape):

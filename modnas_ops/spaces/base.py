@@ -159,8 +159,9 @@ class SearchSpace(abc.ABC):
     def build_network(
         self, genotype: Sequence[int], input_shape: Sequence[int], num_classes: int, **hparams: Any
     ) -> nn.Module:
-        """A fresh standalone network of ``genotype`` (new weights), e.g. for profiling."""
-        raise UserError(f"{self.name}: the space builds no networks (a table-only space)")
+        """A fresh standalone network of ``genotype`` (new weights), e.g. for profiling. Default: the subnet of
+        a freshly initialised supernet (weight-sliced spaces); spaces with a cheaper builder override it."""
+        return self.build_supernet(input_shape, num_classes, **hparams).subnet(genotype)
 
     def example_input(self, input_shape: Sequence[int], batch: int = 1) -> torch.Tensor:
         """An input batch of the networks (images by default; token-id spaces override)."""

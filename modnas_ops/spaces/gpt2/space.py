@@ -219,17 +219,5 @@ class GPT2Space(SearchSpace):
 
         return SuperGPT(self, input_shape, num_classes, C=C, N=N, rotary=rotary)
 
-    def build_network(
-        self,
-        genotype: Sequence[int],
-        input_shape: Sequence[int],
-        num_classes: int,
-        C: int = 16,
-        N: int = 1,
-        rotary: float = 0.25,
-    ) -> nn.Module:
-        """A fresh static GPT of ``genotype`` (the subnet of a freshly initialised super-transformer)."""
-        return self.build_supernet(input_shape, num_classes, C=C, N=N, rotary=rotary).subnet(genotype)
-
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "inactive": "mlp_i and heads_i of layer slots i >= layers"}

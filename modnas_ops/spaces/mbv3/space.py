@@ -212,17 +212,5 @@ class MBV3Space(SearchSpace):
 
         return ElasticMobileNetV3(self, input_shape, num_classes, C=C, N=N, resolution=resolution)
 
-    def build_network(
-        self,
-        genotype: Sequence[int],
-        input_shape: Sequence[int],
-        num_classes: int,
-        C: int = 8,
-        N: int = 1,
-        resolution: int = 0,
-    ) -> nn.Module:
-        """A fresh static network of ``genotype`` (the subnet of a freshly initialised supernet)."""
-        return self.build_supernet(input_shape, num_classes, C=C, N=N, resolution=resolution).subnet(genotype)
-
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "inactive": "ks and e of block i of stage s when i >= d[s]"}
