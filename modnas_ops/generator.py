@@ -8,7 +8,10 @@ MetaPredictor (hardware metrics, denormalised with the row's own anchor values) 
 space's ``anchors()`` order; ``latency_ms`` always, plus every other predictor metric) and ``pref_0..pref_{M-1}``
 (non-negative weights of ``objectives``, normalised to the simplex here), and returns ``arch`` (canonical
 string), the space's benchmark index (e.g. ``nb201_index``, where it has one) and ``pred_<objective>`` for
-every objective a model predicts.
+every objective a model predicts. An optional ``top_k`` column (integer 1..64 per row) asks for a shortlist
+instead: the row's k most probable architectures under H(r, d), most probable first, one output row each
+with ``input_row`` (the input's index label), ``rank`` and ``log_prob`` before ``arch`` — the candidates a
+device team measures on its own hardware before choosing (as the search's measured shortlist does).
 
 The generator keeps frozen eval-mode copies of its modules (a snapshot: later training of the originals does
 not change it). It is saved as a directory (JSON spec + torch files, loaded with ``weights_only=True``) and
@@ -34,6 +37,7 @@ from .devices import Device, anchor_columns, anchor_embedding
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
 from .pareto import preference_rays
 from .predictor import denormalise
+from .sampling import top_k_genotypes
 from .spaces import SearchSpace, get_search_space
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,8 @@ ERROR_MODEL_FILE = "error_model.pt"
 ARTIFACT_KEY = "generator"  # key of the generator directory in the pyfunc's artifacts
 LATENCY = "latency_ms"
 ERROR = "error"
+TOP_K = "top_k"  # optional input column: the shortlist size per row
+MAX_TOP_K = 64
 
 
 # ---- column names ------------------------------------------------------------------------------------
@@ -311,12 +317,13 @@ class ParetoGenerator:
         return self.make_input(preference_rays(prefs_per_device, len(self.objectives)))
 
     def _parse(self, df: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(preferences (N, M) on the simplex, {metric: anchors (N, 10)}); ValueError naming what is wrong."""
+        """(preferences (N, M) on the simplex, {metric: anchors (N, 10)}); ValueError naming what is wrong
+        (the optional ``top_k`` column is read by :meth:`_top_k`)."""
         if not isinstance(df, pd.DataFrame):
             raise ValueError(f"generator input must be a pandas DataFrame, got {type(df).__name__}")
         expected = self.input_columns
         missing = [c for c in expected if c not in df.columns]
-        extra = [str(c) for c in df.columns if c not in expected]
+        extra = [str(c) for c in df.columns if c not in expected and c != TOP_K]
         if missing or extra:
             raise ValueError(
                 f"generator input: missing columns {missing}, unexpected columns {extra}; expected "
@@ -349,17 +356,46 @@ class ParetoGenerator:
             )
         return p / p.sum(axis=1, keepdims=True), anchors
 
+    @staticmethod
+    def _top_k(df: pd.DataFrame) -> np.ndarray | None:
+        """(N,) shortlist sizes of the optional ``top_k`` column, None without it; ValueError naming the row."""
+        if TOP_K not in df.columns:
+            return None
+        k = pd.to_numeric(df[TOP_K], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(k) | (k != np.round(k)) | (k < 1) | (k > MAX_TOP_K)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"generator: input row {df.index[i]!r}: top_k must be an integer in 1..{MAX_TOP_K}, "
+                f"got {df[TOP_K].iloc[i]!r}"
+            )
+        return k.astype(np.int64)
+
     def _describe_columns(self) -> str:
         parts = [f"anchor_{m}_0..anchor_{m}_{self.space.num_anchors - 1}" for m in self.anchor_metrics]
         return ", ".join([*parts, f"pref_0..pref_{len(self.objectives) - 1}"])
 
     # ---- prediction ------------------------------------------------------------------------------------
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Argmax architecture and predicted objectives per input row (output index = input index)."""
+        """Argmax architecture and predicted objectives per input row (output index = input index); with a
+        ``top_k`` column, the shortlist of each row (module docstring)."""
         prefs, anchors = self._parse(df)
+        top_k = self._top_k(df)
         lat = anchors[LATENCY]  # (N, A)
         embedding = np.stack([anchor_embedding(a) for a in lat]) if len(lat) else np.zeros(lat.shape, np.float32)
+        if top_k is not None:
+            return self._shortlist(df, prefs.astype(np.float32), embedding, anchors, top_k)
         genotypes, metric_out, error_out = self._run(prefs.astype(np.float32), embedding)
+        return self._output(genotypes, metric_out, error_out, anchors, df.index)
+
+    def _output(
+        self,
+        genotypes: Sequence[tuple[int, ...]],
+        metric_out: np.ndarray,
+        error_out: np.ndarray | None,
+        anchors: Mapping[str, np.ndarray],
+        index: Any,
+    ) -> pd.DataFrame:
         out: dict[str, Any] = {"arch": [self.space.to_string(g) for g in genotypes]}
         if self.space.benchmark_index_name:
             out[self.space.benchmark_index_name] = np.asarray(
@@ -370,17 +406,43 @@ class ParetoGenerator:
                 out[f"pred_{o}"] = denormalise(metric_out[:, self.metrics.index(o)], anchors[o])  # per row
             elif o == ERROR and error_out is not None:
                 out[f"pred_{o}"] = error_out
-        return pd.DataFrame(out, index=df.index, columns=self.output_columns)
+        return pd.DataFrame(out, index=index, columns=self.output_columns)
+
+    def _shortlist(
+        self,
+        df: pd.DataFrame,
+        prefs: np.ndarray,
+        embedding: np.ndarray,
+        anchors: Mapping[str, np.ndarray],
+        top_k: np.ndarray,
+    ) -> pd.DataFrame:
+        """Per input row its ``top_k`` most probable architectures with their predicted objectives."""
+        mask = torch.as_tensor(self.space.mask, device=self.device)
+        rows, ranks, genotypes, log_probs = [], [], [], []
+        with torch.inference_mode():
+            logits = self.hypernetwork(torch.as_tensor(prefs, device=self.device),
+                                       torch.as_tensor(embedding, device=self.device))  # fmt: skip  # (N, E, K)
+            lp = torch.log_softmax(logits.double(), -1).masked_fill(~mask, -torch.inf)
+        for i, k in enumerate(top_k.tolist()):
+            for rank, g in enumerate(top_k_genotypes(lp[i], int(k), self.space), start=1):
+                rows.append(i)
+                ranks.append(rank)
+                genotypes.append(g)
+                log_probs.append(float(sum(lp[i, e, c] for e, c in enumerate(g))))
+        idx = np.asarray(rows, dtype=np.int64)
+        metric_out, error_out = self._objectives(genotypes, embedding[idx])
+        out = self._output(genotypes, metric_out, error_out, {m: a[idx] for m, a in anchors.items()}, None)
+        out.insert(0, "log_prob", log_probs)
+        out.insert(0, "rank", ranks)
+        out.insert(0, "input_row", [df.index[i] for i in rows])
+        return out
 
     def _run(
         self, prefs: np.ndarray, embedding: np.ndarray
     ) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray | None]:
-        n = len(prefs)
         genotypes: list[tuple[int, ...]] = []
-        metric_out = np.zeros((n, len(self.metrics)), dtype=np.float64)
-        error_out = np.zeros(n, dtype=np.float64) if self.error_model is not None else None
         with torch.inference_mode():
-            for s in range(0, n, self.batch_size):
+            for s in range(0, len(prefs), self.batch_size):
                 r = torch.as_tensor(prefs[s : s + self.batch_size], device=self.device)  # (B, M)
                 d = torch.as_tensor(embedding[s : s + self.batch_size], device=self.device)  # (B, 10)
                 logits = self.hypernetwork(r, d)  # (B, E, K)
@@ -388,16 +450,28 @@ class ParetoGenerator:
                     raise ValueError(
                         f"generator: hypernetwork logits {tuple(logits.shape)}, expected (B, *{self.space.shape})"
                     )
-                batch = [self.space.canonical(row) for row in logits.argmax(dim=-1).cpu().tolist()]  # masked argmax
+                genotypes += [self.space.canonical(row) for row in logits.argmax(dim=-1).cpu().tolist()]  # masked
+        return (genotypes, *self._objectives(genotypes, embedding))
+
+    def _objectives(
+        self, genotypes: Sequence[tuple[int, ...]], embedding: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, metrics) predicted hardware (anchor-normalised) and (N,) error (None without an error model)."""
+        n = len(genotypes)
+        metric_out = np.zeros((n, len(self.metrics)), dtype=np.float64)
+        error_out = np.zeros(n, dtype=np.float64) if self.error_model is not None else None
+        with torch.inference_mode():
+            for s in range(0, n, self.batch_size):
+                batch = genotypes[s : s + self.batch_size]
                 arch = torch.from_numpy(self.space.one_hot_batch(batch)).to(self.device)  # (B, D, K)
-                genotypes.extend(batch)
+                d = torch.as_tensor(embedding[s : s + self.batch_size], device=self.device)  # (B, 10)
                 if self.predictor is not None:
                     y = self.predictor(arch, d)  # (B, num_metrics)
                     metric_out[s : s + len(batch)] = y.reshape(len(batch), -1).double().cpu().numpy()
                 if error_out is not None:
                     err = self.error_model(arch)  # (B,)
                     error_out[s : s + len(batch)] = torch.as_tensor(err).reshape(-1).double().cpu().numpy()
-        return genotypes, metric_out, error_out
+        return metric_out, error_out
 
     def front(self, preferences: Any, devices: Sequence[str] | None = None) -> pd.DataFrame:
         """Known devices x preferences -> one row each: ``device``, ``pref_*``, ``arch``, the benchmark index,

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .generator import ARTIFACT_KEY, ParetoGenerator, _module_device, save_generator
+from .generator import ARTIFACT_KEY, TOP_K, ParetoGenerator, _module_device, save_generator
 from .spaces import SearchSpace, get_search_space
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def log_generator(
             registered_model_name=registered_model_name,
             alias=alias,
             tags=version_tags,
+            optional_inputs={TOP_K: "long"},
         )
 
 

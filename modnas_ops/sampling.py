@@ -22,11 +22,16 @@ the selected op of each edge; only the backward pass differs between estimators.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from .spaces import Genotype, SearchSpace
+
+MAX_BEAM = 4096  # widest beam tried when canonical duplicates thin the k most probable genotypes
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
 
@@ -159,4 +164,43 @@ __all__ = [
     "available_samplers",
     "create_sampler",
     "register_sampler",
+    "top_k_genotypes",
 ]
+
+
+# ---- the k most probable architectures -------------------------------------------------------------------
+
+
+def top_k_genotypes(log_probs: torch.Tensor, k: int, space: SearchSpace | None = None) -> list[Genotype]:
+    """The ``k`` most probable genotypes, most probable first, of a factorised categorical with
+    log-probabilities (E, K) (-inf: invalid choice). Exact beam search: every prefix of a top-k sequence is
+    a top-k prefix. With ``space``, genotypes are canonicalised and duplicates dropped (the beam widens until
+    k distinct ones are found or :data:`MAX_BEAM` is reached); ties keep the lower choice index."""
+    width = k
+    while True:
+        out: list[Genotype] = []
+        seen: set[Genotype] = set()
+        for g in _beam(log_probs, width):
+            c = space.canonical(g) if space is not None else g
+            if c not in seen:
+                seen.add(c)
+                out.append(c)
+            if len(out) == k:
+                return out
+        if space is None or width >= MAX_BEAM or len(out) == k:
+            return out
+        width *= 4
+
+
+def _beam(log_probs: torch.Tensor, width: int) -> list[Genotype]:
+    lp = log_probs.detach().double().cpu()  # (E, K)
+    num_choices = lp.shape[1]
+    scores = torch.zeros(1, dtype=torch.float64)  # (W,)
+    seqs = torch.zeros(1, 0, dtype=torch.long)  # (W, e)
+    for e in range(lp.shape[0]):
+        flat = (scores[:, None] + lp[e][None, :]).reshape(-1)  # (W * K,)
+        order = torch.sort(flat, descending=True, stable=True).indices
+        order = order[torch.isfinite(flat[order])][:width]
+        seqs = torch.cat([seqs[order // num_choices], (order % num_choices)[:, None]], dim=1)
+        scores = flat[order]
+    return [tuple(int(x) for x in row) for row in seqs.tolist()]

@@ -15,6 +15,11 @@ Two modes behind one loop; what differs is the *error objective* (a registry, :f
   hypervolume is normalised over a fixed random reference set of architectures (``hv/<device>``, and
   ``hv_reference/<device>`` of that set's own front).
 
+With ``search.shortlist`` the fronts are then confirmed by measurement (:mod:`.shortlist`): the generator's
+most probable architectures per device and ray are measured and each device's front is rebuilt from the
+measured values; the predicted figures stay as ``<metric>_unconfirmed/<device>`` (``_zero_shot`` on test
+devices).
+
 Objectives are normalised per device with bounds fitted once (min / max of the predicted objectives over a
 candidate pool, error >= 90 % dropped, as the MODNAS evaluation does), so a preference ray means the same
 trade-off in the search as in the evaluation. Checkpoints (every epoch, atomic, ``weights_only`` loads)
@@ -67,6 +72,7 @@ from .objectives import (
 )
 from .pareto import preference_rays
 from .sampling import create_sampler
+from .shortlist import Measure, ShortlistConfig, confirm_fronts
 from .spaces import Genotype, SearchSpace, get_search_space
 
 log = logging.getLogger(__name__)
@@ -172,6 +178,7 @@ class SearchConfig:
     architect: ArchitectConfig = field(default_factory=ArchitectConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    shortlist: ShortlistConfig = field(default_factory=ShortlistConfig)  # fronts confirmed by measurement
 
     def __post_init__(self) -> None:
         from .spaces import available_search_spaces
@@ -343,6 +350,10 @@ class SearchResult:
     checkpoint: Path | None = None  # the search's checkpoint file (None without a checkpoint_dir)
     fingerprint: str = ""
     reference: dict[str, np.ndarray] = field(default_factory=dict)  # device -> (R, M) judged reference archs
+    unconfirmed_fronts: pd.DataFrame | None = None  # with search.shortlist: the fronts before confirmation
+    objective: ErrorObjective | None = None  # the mode's provider (its models, measurements, judgement)
+    rays: np.ndarray | None = None  # (R, M) evaluation preference rays
+    scalarise: Callable[..., torch.Tensor] | None = None  # the architect's scalarisation
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------
@@ -473,6 +484,27 @@ def with_aggregates(metrics: dict[str, float], devices: Sequence[SearchDevice]) 
     return out
 
 
+def confirmed_metrics(
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    devices: Sequence[SearchDevice],
+    confirmed: Sequence[str],
+) -> dict[str, float]:
+    """Per-device metrics after the measured shortlist (with aggregates): a confirmed device's figures are
+    ``after``'s, its earlier (predicted) ones stay as ``<metric>_zero_shot/<device>`` on test devices (anchors
+    only) and ``<metric>_unconfirmed/<device>`` on train devices; other devices keep ``before``'s."""
+    split = {d.name: d.split for d in devices}
+    out: dict[str, float] = {}
+    for key, value in before.items():
+        prefix, _, name = key.partition("/")
+        if name in confirmed:
+            out[f"{prefix}_{'zero_shot' if split[name] == 'test' else 'unconfirmed'}/{name}"] = value
+        elif name in split:
+            out[key] = value
+    out.update({k: v for k, v in after.items() if k.partition("/")[2] in split})
+    return with_aggregates(out, devices)
+
+
 def model_optimum_metrics(
     objective: ErrorObjective, architect: Architect, rays: np.ndarray
 ) -> dict[str, float]:
@@ -550,6 +582,7 @@ def run_search(
     progress: bool = True,
     run_id: str = "",
     on_resume: Callable[[dict[str, Any]], None] | None = None,
+    measure: Measure | None = None,
     **inject: Any,
 ) -> SearchResult:
     """Run (or resume) the search ``cfg`` describes; ``on_epoch(epoch, metrics)`` after each epoch's
@@ -559,7 +592,10 @@ def run_search(
     With a ``checkpoint_dir`` the search checkpoints every epoch under its fingerprint (config + content hashes
     of every input, :func:`search_inputs`) and resumes an unfinished checkpoint of the same fingerprint,
     calling ``on_resume(state)`` first (``state["history"]``: the metrics of the epochs done, ``state["run_id"]``:
-    the ``run_id`` of the run that wrote it, e.g. an MLflow run to close). A finished search never resumes."""
+    the ``run_id`` of the run that wrote it, e.g. an MLflow run to close). A finished search never resumes.
+    With ``search.shortlist.k`` the fronts are confirmed by measurement at the end (:mod:`.shortlist`);
+    ``measure(objective, device, genotypes)`` measures there (default: the mode's own, a table lookup in benchmark
+    mode)."""
     start = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     device = check_torch_device(cfg.device)
@@ -693,6 +729,13 @@ def run_search(
             if not add_front_neighbours(archive, fronts, space, cfg.epochs):
                 break
             fronts, metrics = evaluate_archive(objective, archive)
+    unconfirmed = None
+    if cfg.shortlist.k:
+        unconfirmed = fronts
+        fronts, after, confirmed = confirm_fronts(
+            objective, hypernet, rays, device, cfg.shortlist, architect.scalarise, fronts, measure
+        )
+        metrics = confirmed_metrics(metrics, after, objective.devices, confirmed)
     final = {**metrics, **model_optimum_metrics(objective, architect, rays), **objective.extra_metrics()}
     final["time/setup_s"] = setup_s
     final["wall_time_s"] = time.perf_counter() - start
@@ -713,6 +756,10 @@ def run_search(
         reference={
             d.name: ref for d in objective.devices if (ref := objective.reference_points(d)) is not None
         },
+        unconfirmed_fronts=unconfirmed,
+        objective=objective,
+        rays=rays,
+        scalarise=architect.scalarise,
     )
 
 

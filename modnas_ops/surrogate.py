@@ -236,6 +236,11 @@ class QueryOracle:
             self._seen.setdefault(int(i), float(self._error[i]))
         return self._error[idx].copy()
 
+    def known(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Errors of ``rows`` already queried, NaN for the rest (free: no budget spent)."""
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        return np.asarray([self._seen.get(int(i), np.nan) for i in idx], dtype=np.float64)
+
 
 def pareto_relevant(
     error: np.ndarray, costs: Sequence[np.ndarray], max_fronts: int = 3, exclude: np.ndarray | None = None

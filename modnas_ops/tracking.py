@@ -239,14 +239,20 @@ def log_library_model(
     registered_model_name: str | None = None,
     alias: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    optional_inputs: Mapping[str, str] | None = None,
 ) -> tuple[str, str | None]:
     """Log a :class:`LibraryPyfunc` (code of ``modnas_ops`` included); optionally register + alias it.
+    ``optional_inputs``: {column: MLflow type} the signature accepts beside the example's columns.
 
     Returns (model_uri, registered version or None).
     """
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ColSpec, Schema
 
     signature = infer_signature(input_example, output_example)
+    if optional_inputs:
+        extra = [ColSpec(kind, name, required=False) for name, kind in optional_inputs.items()]
+        signature = ModelSignature(Schema([*signature.inputs.inputs, *extra]), signature.outputs)
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=LibraryPyfunc(loader),

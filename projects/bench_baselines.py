@@ -14,9 +14,11 @@ Cost accounting (printed): one baseline evaluation on device d = 1 accuracy quer
 d; per-device baselines run independently, so a device's count is its own (the union of distinct archs over
 all devices is printed as the accuracy queries a shared accuracy cache would need). One MODNAS search =
 its accuracy queries (one search for all devices: ``num_queries`` of the run, ``--modnas-queries``, else the
-search's default query budget as a stated stand-in) + 10 anchor latency measurements per device. The
-MetaPredictor's pre-training latencies on the train devices are not counted (one-off, shared by all
-searches).
+search's default query budget as a stated stand-in) + 10 anchor latency measurements per device + the
+measurements of its measured shortlist on each device (``measurements`` of the targets file, or the run's
+``measurements/<device>``). The MetaPredictor's pre-training latencies on the train devices are not counted
+(one-off, shared by all searches). ``x shared`` is the stricter ratio: a baseline's cost with one accuracy
+cache shared across its per-device runs (each architecture's accuracy paid once) over MODNAS's.
 """
 
 from __future__ import annotations
@@ -57,24 +59,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def modnas_targets(args: argparse.Namespace) -> tuple[dict[str, float], float | None, str]:
-    """(hv per device, accuracy queries or None, where they came from)."""
+def modnas_targets(args: argparse.Namespace) -> tuple[dict[str, float], float | None, dict[str, float], str]:
+    """(hv per device, accuracy queries or None, shortlist measurements per device, where they came from)."""
     if args.target_json:
         d = json.loads(Path(args.target_json).read_text())
-        hv = d["hv"] if isinstance(d.get("hv"), dict) else {k: v for k, v in d.items() if k != "num_queries"}
-        return {k: float(v) for k, v in hv.items()}, d.get("num_queries"), f"file {args.target_json}"
+        meta = {"num_queries", "measurements", "seeds", "config"}
+        hv = d["hv"] if isinstance(d.get("hv"), dict) else {k: v for k, v in d.items() if k not in meta}
+        measured = {k: float(v) for k, v in (d.get("measurements") or {}).items()}
+        return {k: float(v) for k, v in hv.items()}, d.get("num_queries"), measured, f"file {args.target_json}"
     if args.target_hv:
         pairs = [item.split("=", 1) for item in args.target_hv.split(",") if item.strip()]
         if any(len(p) != 2 for p in pairs):
             raise SystemExit(f"--target-hv must look like device=hv,device=hv; got {args.target_hv!r}")
-        return {k.strip(): float(v) for k, v in pairs}, None, "--target-hv"
+        return {k.strip(): float(v) for k, v in pairs}, None, {}, "--target-hv"
     if args.modnas_run_id:
         from modnas_ops import tracking
 
         metrics = tracking.get_run_metrics(args.modnas_run_id)
-        hv = {k.removeprefix("hv/"): v for k, v in metrics.items() if k.startswith("hv/") and k.count("/") == 1}
-        return hv, metrics.get("num_queries"), f"MLflow run {args.modnas_run_id}"
-    return {}, None, "none"
+
+        def per_device(prefix: str) -> dict[str, float]:
+            return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix) and k.count("/") == 1}
+
+        where = f"MLflow run {args.modnas_run_id}"
+        return per_device("hv/"), metrics.get("num_queries"), per_device("measurements/"), where
+    return {}, None, {}, "none"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: baseline {m!r} needs at least {baseline.min_objectives} objectives; the NB201 table "
                 "gives 2 (error, latency_ms)"
             )
-    targets, queries, source = modnas_targets(args)
+    targets, queries, measured, source = modnas_targets(args)
     if args.modnas_queries is not None:
         queries, q_source = float(args.modnas_queries), "--modnas-queries"
     elif queries is not None:
@@ -146,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         print(head + "".join(f"{c:>{width + 6}}" for c in cells), flush=True)
 
     num_anchors = table.space.num_anchors
-    modnas_cost = queries + num_anchors * len(devices)
+    shortlist = sum(measured.get(d, 0.0) for d in devices)
+    modnas_cost = queries + num_anchors * len(devices) + shortlist
     print(f"\nCost for all {len(devices)} devices (mean over seeds; 1 evaluation = 1 accuracy query + 1 latency "
           "measurement on its device):")  # fmt: skip
     print(f"{'method':<{width}}{'accuracy q.':>12}{'latency m.':>12}{'total':>10}{'x MODNAS':>10}{'wall s':>9}"
-          f"{'shared acc. q.':>16}")  # fmt: skip
+          f"{'shared acc. q.':>16}{'x shared':>10}")  # fmt: skip
     for m in methods:
         open_ = sum(lower for _, lower in per_method[m])
         total = sum(v for v, _ in per_method[m])
@@ -158,10 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         note = f"  ({open_} devices not reached in some seed: counted at the cap, a lower bound)" if open_ else ""
         shared = np.mean([len(unions[m, seed]) for seed in seeds])
         print(f"{m:<{width}}{bound + f'{total:.0f}':>12}{bound + f'{total:.0f}':>12}{bound + f'{2 * total:.0f}':>10}"
-              f"{bound + f'{2 * total / modnas_cost:.1f}':>10}{seconds[m]:>9.1f}{shared:>16.0f}{note}")  # fmt: skip
+              f"{bound + f'{2 * total / modnas_cost:.1f}':>10}{seconds[m]:>9.1f}{shared:>16.0f}"
+              f"{bound + f'{(shared + total) / modnas_cost:.1f}':>10}{note}")  # fmt: skip
+    hw = num_anchors * len(devices) + shortlist
     print(
-        f"{'MODNAS':<{width}}{queries:>12.0f}{num_anchors * len(devices):>12d}{modnas_cost:>10.0f}{1.0:>10.1f}"
-        f"{'':>9}  (one search: {queries:.0f} accuracy queries + {num_anchors} anchors x {len(devices)} devices)"
+        f"{'MODNAS':<{width}}{queries:>12.0f}{hw:>12.0f}{modnas_cost:>10.0f}{1.0:>10.1f}{'':>9}{'':>16}{1.0:>10.1f}"
+        f"  (one search: {queries:.0f} accuracy queries + {num_anchors} anchors x {len(devices)} devices + "
+        f"{shortlist:.0f} shortlist measurements)"
     )
     print("shared acc. q.: distinct archs a method evaluated over all devices up to each target, i.e. its accuracy"
           " queries if one accuracy cache were shared across its per-device runs")  # fmt: skip

@@ -52,7 +52,8 @@ class SearchRunConfig:
     generator_model_name: str = "modnas-generator"  # registered pyfunc generator; "" = do not register
     architectures_model_name: str = "modnas-architectures"  # chosen subnets as ONNX (supernet mode); "" = none
     alias: str = "candidate"
-    remeasure_rounds: int = 30  # supernet mode: re-time the chosen archs with onnxruntime; 0 = skip
+    remeasure_rounds: int = 30  # supernet mode: onnxruntime rounds timing the measured shortlist
+    # (search.shortlist) on this machine's configs; 0 = measure nothing (fronts stay predicted)
     finetune_steps: int = 400  # supernet mode: train each chosen subnet standalone (from its supernet weights,
     # standalone recipe) before it is registered, and tag its test error; 0 = register the shared weights
     plots: bool = True
@@ -168,43 +169,39 @@ def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
     return tuple(get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None).input_shape)
 
 
-def _remeasure(cfg: SearchRunConfig, result: Any, fronts: Any) -> Any:
-    """Re-time the architectures on each device's front with onnxruntime on this machine (measured, not
-    predicted): adds ``measured_latency_ms`` / ``measured_latency_ms_p90`` (NaN off the front or where the
-    device config cannot run here)."""
+def _ort_measure(cfg: SearchRunConfig) -> Any:
+    """The shortlist's measurement in supernet mode: each candidate subnet timed with onnxruntime on this
+    machine's device config (``remeasure_rounds`` rounds; latency measured, other metrics NaN = predicted);
+    None for a latency table's device or a config this machine cannot run (its front stays predicted)."""
     import numpy as np
 
     from profiling.latency import DeviceConfig, measure_modules
 
-    chosen = fronts[fronts["on_front"]]
-    space, supernet = result.space, result.supernet
-    models = {a: supernet.subnet(space.from_string(a)) for a in sorted(set(chosen["arch"]))}
-    runnable, elsewhere = [], []
-    for name in sorted({d.name.split("@")[0] for d in result.devices}):
+    shape = _input_shape(cfg)
+
+    def measure(objective: Any, device: Any, genotypes: Sequence[Any]) -> Any:
+        name = device.name.split("@")[0]
         try:
             config = DeviceConfig.from_name(name)
         except ValueError:
-            elsewhere.append(name)  # a latency table's device, not a config of this machine
-            continue
+            print(f"not measured on {name}: a latency table's device, not a config of this machine")
+            return None
         try:
             config.check_available()
-            runnable.append(name)
         except ValueError as e:
-            print(f"not re-measured on {name}: {e}")
-    if elsewhere:
-        print(f"not re-measured (latency-table devices, not configs of this machine): {', '.join(elsewhere)}")
-    shape = _input_shape(cfg)
-    stats = measure_modules(
-        models, shape, runnable, make_input=lambda b: space.example_input(shape, b), rounds=cfg.remeasure_rounds,
-        max_seconds=60.0,
-    )  # fmt: skip
-    out = fronts.copy()
-    for col, attr in (("measured_latency_ms", "median_ms"), ("measured_latency_ms_p90", "p90_ms")):
-        out[col] = [
-            getattr(stats[(a, d.split("@")[0])], attr) if on and (a, d.split("@")[0]) in stats else np.nan
-            for a, d, on in zip(out["arch"], out["device"], out["on_front"], strict=True)
-        ]
-    return out
+            print(f"not measured on {name}: {e}")
+            return None
+        space, supernet = objective.space, objective.trained_supernet()
+        models = {space.to_string(g): supernet.subnet(g) for g in genotypes}
+        stats = measure_modules(
+            models, shape, [name], make_input=lambda b: space.example_input(shape, b), rounds=cfg.remeasure_rounds,
+            max_seconds=60.0,
+        )  # fmt: skip
+        out = np.full((len(genotypes), len(objective.metrics)), np.nan)
+        out[:, list(objective.metrics).index("latency_ms")] = [stats[(a, name)].median_ms for a in models]
+        return out
+
+    return measure
 
 
 def _finetune(cfg: SearchRunConfig, result: Any, archs: Sequence[str]) -> tuple[dict[str, Any], dict[str, float]]:
@@ -317,6 +314,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 f"{status or 'unknown'}); its {len(state['history'])} epochs' metrics copied into this run"
             )
 
+        if cfg.search.mode == "supernet" and cfg.remeasure_rounds:
+            inject["measure"] = _ort_measure(cfg)
         result = run_search(cfg.search, on_epoch=on_epoch, run_id=run.info.run_id, on_resume=on_resume, **inject)
         tracking.log_metrics(result.metrics, step=cfg.search.epochs)
         tracking.log_table(result.fronts, "fronts/fronts.csv")
@@ -333,10 +332,8 @@ def _main(argv: Sequence[str] | None) -> int:
             tracking.log_artifact(result.checkpoint, "checkpoint")
         tracking.set_tags({"search.fingerprint": result.fingerprint})
         fronts = result.fronts  # one row per (device, ray) or archived architecture, with its pref_* columns
-        if cfg.search.mode == "supernet" and result.supernet is not None and cfg.remeasure_rounds:
-            fronts = _remeasure(cfg, result, fronts)
-            tracking.log_table(fronts, "fronts/fronts_measured.csv")
-            chosen = fronts[fronts["measured_latency_ms"].notna()]
+        if "measured_latency_ms" in fronts:  # confirmed by the measured shortlist: the predictor's error there
+            chosen = fronts[fronts["on_front"] & fronts["measured_latency_ms"].notna()]
             for d, rows in chosen.groupby("device"):
                 rel = (rows["pred_latency_ms"] - rows["measured_latency_ms"]).abs() / rows["measured_latency_ms"]
                 tracking.log_metrics({f"remeasured_mape/{d}": 100.0 * float(rel.mean())})

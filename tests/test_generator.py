@@ -128,6 +128,32 @@ def test_predict_matches_direct_argmax_and_denormalised_predictions() -> None:
     np.testing.assert_array_equal(out["pred_error"].to_numpy(), want_err.astype(np.float64))
 
 
+def test_top_k_rows_are_the_most_probable_architectures_with_their_objectives() -> None:
+    gen = _generator()
+    inp = _input(gen, n_prefs=4).assign(top_k=[1, 3, 5, 2, 1, 3, 5, 2])
+    inp.index = inp.index + 10
+    out = gen.predict(inp)
+    assert list(out.columns[:3]) == ["input_row", "rank", "log_prob"] and len(out) == int(inp["top_k"].sum())
+    plain = gen.predict(inp.drop(columns="top_k"))
+    for label, rows in out.groupby("input_row"):
+        assert list(rows["rank"]) == list(range(1, int(inp.loc[label, "top_k"]) + 1))
+        assert rows["arch"].iloc[0] == plain.loc[label, "arch"]  # rank 1 = the argmax
+        assert rows["arch"].is_unique and (np.diff(rows["log_prob"].to_numpy()) <= 1e-12).all()
+    # each shortlisted arch's objectives are the generator's predictions for that arch on the row's device
+    firsts = out[out["rank"] == 1].set_index("input_row")
+    np.testing.assert_allclose(firsts["pred_latency_ms"], plain["pred_latency_ms"], rtol=1e-6)
+    np.testing.assert_array_equal(firsts["pred_error"], plain["pred_error"])
+
+
+@pytest.mark.parametrize("bad", [0, 2.5, 65, "x"])
+def test_bad_top_k_names_the_row(bad) -> None:
+    gen = _generator()
+    inp = _input(gen, n_prefs=2).assign(top_k=[1, 1, 1, bad])
+    with pytest.raises(ValueError, match="row 3.*top_k must be an integer in 1..64") as e:
+        gen.predict(inp)
+    _one_line(e)
+
+
 def test_predict_is_deterministic_batched_and_a_snapshot() -> None:
     hyper = _hypernetwork()
     gen = _generator(hypernetwork=hyper)
@@ -265,6 +291,8 @@ def test_log_generator_loads_back_through_the_registry(mlflow_uri: str) -> None:
     model = mlflow.pyfunc.load_model("models:/modnas-generator@candidate")
     inp = _input(gen)
     pd.testing.assert_frame_equal(model.predict(inp), gen.predict(inp))
+    short = inp.assign(top_k=3)  # the optional column passes the logged signature
+    pd.testing.assert_frame_equal(model.predict(short), gen.predict(short))
     mv = MlflowClient().get_model_version_by_alias("modnas-generator", "candidate")
     assert str(mv.version) == version and mv.tags["devices"] == "dev-a,gpu:0 x"
     reqs = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()

@@ -34,6 +34,10 @@ DEVICES = {"dev_a": 0, "dev_b": 1, "dev_c": 2, "dev_test": 3}
 
 @pytest.fixture(scope="module")
 def world() -> tuple[BenchmarkTable, dict[str, np.ndarray]]:
+    return make_world()
+
+
+def make_world() -> tuple[BenchmarkTable, dict[str, np.ndarray]]:
     """A synthetic NB201 table: error additive in the ops (convs help, 'none' hurts; the all-'none' cell at
     90 %), latency additive with per-device op costs."""
     genotypes = np.asarray([SPACE.from_benchmark_index(i) for i in range(SPACE.num_architectures)], dtype=np.int64)

@@ -85,6 +85,7 @@ class ErrorObjective(abc.ABC):
         self.device = device
         self.predictor: nn.Module
         self.devices: list[SearchDevice] = []
+        self._measured: dict[str, dict[str, dict[Genotype, float]]] = {}  # device -> metric -> arch -> value
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -147,6 +148,37 @@ class ErrorObjective(abc.ABC):
         predicted hardware metrics, the ceiling set by the MetaPredictor alone); None where the space is not
         enumerated or the true error is unknown."""
         return None
+
+    def estimated_error(self, genotypes: Sequence[Genotype]) -> np.ndarray:
+        """(N,) the error the search knows for each genotype (model prediction, or a value it already paid
+        for), never a fresh query."""
+        raise NotImplementedError(f"mode {self.name!r} has no error estimate")
+
+    def measure(self, device: SearchDevice, genotypes: Sequence[Genotype]) -> np.ndarray | None:
+        """(N, num_metrics) hardware metrics of ``genotypes`` measured on ``device`` in raw units (NaN where a
+        metric is not measured), or None where the mode cannot measure on it."""
+        return None
+
+    def record_measurements(self, device: SearchDevice, genotypes: Sequence[Genotype], values: np.ndarray) -> None:
+        """Keep measured values (N, num_metrics) (NaN: not measured) so that :meth:`estimate` and the
+        judgement use them instead of the predictor's."""
+        store = self._measured.setdefault(device.name, {})
+        for j, metric in enumerate(self.metrics):
+            for g, v in zip(genotypes, values[:, j], strict=True):
+                if math.isfinite(float(v)):
+                    store.setdefault(metric, {})[tuple(int(x) for x in g)] = float(v)
+
+    def estimate(self, device: SearchDevice, genotypes: Sequence[Genotype], measured: bool = True) -> np.ndarray:
+        """(N, M) what the search knows of each genotype: :meth:`estimated_error` and the hardware metrics,
+        measured where recorded (``measured``), else predicted (raw units)."""
+        genotypes = [tuple(int(x) for x in g) for g in genotypes]
+        onehots = torch.from_numpy(self.space.one_hot_batch(genotypes))
+        hw = self.hardware(device, self.predicted_hardware(device, onehots))  # (N, metrics)
+        store = self._measured.get(device.name, {}) if measured else {}
+        for j, metric in enumerate(self.metrics):
+            for i, g in enumerate(genotypes):
+                hw[i, j] = store.get(metric, {}).get(g, hw[i, j])
+        return np.column_stack([self.estimated_error(genotypes), hw])
 
     def extra_metrics(self) -> dict[str, float]:
         return {}

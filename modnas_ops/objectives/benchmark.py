@@ -235,6 +235,19 @@ class BenchmarkObjective(ErrorObjective):
         }
         return front_rows(device, genotypes, self.space, predicted, true, self.objectives), metrics
 
+    def estimated_error(self, genotypes: Sequence[Genotype]) -> np.ndarray:
+        """The surrogate's error, the table's where the search already queried the architecture."""
+        rows = np.asarray([self.space.benchmark_index(g) for g in genotypes], dtype=np.int64)
+        known = self.oracle.known(rows)
+        return np.where(np.isnan(known), self.pred_error[rows], known)
+
+    def measure(self, device: SearchDevice, genotypes: Sequence[Genotype]) -> np.ndarray:
+        """The table's hardware metrics of ``genotypes`` on ``device``: a lookup, counted as a measurement."""
+        rows = np.asarray([self.space.benchmark_index(g) for g in genotypes], dtype=np.int64)
+        return np.column_stack(
+            [np.asarray(self.table.metric(device.name, x), dtype=np.float64)[rows] for x in self.metrics]
+        ).reshape(len(rows), len(self.metrics))
+
     def error_model(self) -> nn.Module | None:
         return self.surrogate
 

@@ -222,7 +222,7 @@ class SupernetObjective(ErrorObjective):
         if missing:
             raise UserError(f"device {missing[0][0]!r} has no anchor values of the predictor's {missing[0][1]}")
         self.devices = []
-        self._measured: dict[str, dict[str, dict[Genotype, float]]] = {}  # device -> metric -> arch -> value
+        self._measured = {}  # device -> metric -> arch -> value: the profiling table's measurements
         for m in self.measured:
             dev = SearchDevice(m.name, m.split, {x: np.asarray(m.anchor_values[x], np.float64) for x in self.metrics})
             lo, hi = self.fit_hardware_bounds(dev, self.predicted_hardware(dev, ref_onehots))
@@ -323,6 +323,9 @@ class SupernetObjective(ErrorObjective):
             errs = valid_error(self.supernet, todo, x, y, batch_size=self.scfg.batch_size, task=self.data.task)
             self._error_cache.update(zip(todo, errs.tolist(), strict=True))
         return np.asarray([self._error_cache[g] for g in genotypes], dtype=np.float64)
+
+    def estimated_error(self, genotypes: Sequence[Genotype]) -> np.ndarray:
+        return self.valid_error([tuple(int(x) for x in g) for g in genotypes])
 
     def judge(
         self, device: SearchDevice, genotypes: Sequence[Genotype]

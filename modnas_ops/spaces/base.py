@@ -15,6 +15,7 @@ in the library asks the space.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -61,7 +62,7 @@ class SearchSpace(abc.ABC):
     def num_decisions(self) -> int:
         return len(self.decisions)
 
-    @property
+    @functools.cached_property
     def num_choices(self) -> tuple[int, ...]:
         return tuple(len(d.choices) for d in self.decisions)
 
@@ -86,14 +87,15 @@ class SearchSpace(abc.ABC):
     def num_architectures(self) -> int:
         return int(np.prod(np.asarray(self.num_choices, dtype=object)))
 
-    @property
+    @functools.cached_property
     def place_values(self) -> np.ndarray:
         """(D,) mixed-radix place values: index = sum_d g[d] * place_values[d] (decision 0 first); int64, or
-        Python ints (object dtype) for spaces of 2**63 architectures or more (OFA's has ~7e22)."""
+        Python ints (object dtype) for spaces of 2**63 architectures or more (OFA's has ~7e22). Read-only."""
         big = self.num_architectures >= 2**63
         out = np.ones(self.num_decisions, dtype=object if big else np.int64)
         for d in range(self.num_decisions - 2, -1, -1):
             out[d] = out[d + 1] * self.num_choices[d + 1]
+        out.setflags(write=False)
         return out
 
     # ---- genotype <-> string -------------------------------------------------------------------------
