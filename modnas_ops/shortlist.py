@@ -112,7 +112,9 @@ def confirm_fronts(
 ) -> tuple[pd.DataFrame, dict[str, float], list[str]]:
     """Every device's front rebuilt from measured candidates (module docstring); rows as the mode's
     judgement writes them plus ``measured_<metric>`` (NaN: not measured) and metrics with
-    ``measurements/<device>`` (architectures measured here) and ``shortlist/<device>`` (candidates).
+    ``measurements/<device>`` (architectures measured here: the candidates, and the mode's reference set
+    where its HV is normalised over one, so a measured front is judged against measured references) and
+    ``shortlist/<device>`` (candidates).
     ``fronts``: the search's current rows (their on-front archs join the candidates; a device nothing can
     measure on keeps its rows and is left out of the returned names of the confirmed devices)."""
     measure = measure or (lambda obj, dev, gs: obj.measure(dev, gs))
@@ -137,7 +139,8 @@ def confirm_fronts(
                     origin.setdefault(per_ray[j][rank], rays[j])
         cands = list(origin)
         known = objective._measured.get(dev.name, {})
-        todo = [g for g in cands if not all(g in known.get(x, {}) for x in objective.metrics)]
+        wanted = list(dict.fromkeys([*cands, *objective.reference_genotypes(dev)]))  # + the HV's references
+        todo = [g for g in wanted if not all(g in known.get(x, {}) for x in objective.metrics)]
         values = measure(objective, dev, todo) if todo else np.zeros((0, len(objective.metrics)))
         if values is None:
             log.info("%s: nothing measures on this device; its front stays predicted", dev.name)

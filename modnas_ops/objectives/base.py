@@ -154,6 +154,11 @@ class ErrorObjective(abc.ABC):
         for), never a fresh query."""
         raise NotImplementedError(f"mode {self.name!r} has no error estimate")
 
+    def reference_genotypes(self, device: SearchDevice) -> list[Genotype]:
+        """Architectures besides a device's front whose values its judgement uses (the reference set its HV is
+        normalised over): a measured front is judged against them measured too. None by default."""
+        return []
+
     def measure(self, device: SearchDevice, genotypes: Sequence[Genotype]) -> np.ndarray | None:
         """(N, num_metrics) hardware metrics of ``genotypes`` measured on ``device`` in raw units (NaN where a
         metric is not measured), or None where the mode cannot measure on it."""

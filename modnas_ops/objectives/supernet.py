@@ -324,6 +324,9 @@ class SupernetObjective(ErrorObjective):
             self._error_cache.update(zip(todo, errs.tolist(), strict=True))
         return np.asarray([self._error_cache[g] for g in genotypes], dtype=np.float64)
 
+    def reference_genotypes(self, device: SearchDevice) -> list[Genotype]:
+        return list(self.reference)
+
     def estimated_error(self, genotypes: Sequence[Genotype]) -> np.ndarray:
         return self.valid_error([tuple(int(x) for x in g) for g in genotypes])
 
