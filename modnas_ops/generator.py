@@ -420,9 +420,9 @@ class ParetoGenerator:
         mask = torch.as_tensor(self.space.mask, device=self.device)
         rows, ranks, genotypes, log_probs = [], [], [], []
         with torch.inference_mode():
-            logits = self.hypernetwork(torch.as_tensor(prefs, device=self.device),
-                                       torch.as_tensor(embedding, device=self.device))  # fmt: skip  # (N, E, K)
-            lp = torch.log_softmax(logits.double(), -1).masked_fill(~mask, -torch.inf)
+            r = torch.as_tensor(prefs, device=self.device)  # (N, M)
+            logits = self._logits(r, torch.as_tensor(embedding, device=self.device))
+            lp = torch.log_softmax(logits.double(), -1).masked_fill(~mask, -torch.inf)  # (N, E, K)
         for i, k in enumerate(top_k.tolist()):
             for rank, g in enumerate(top_k_genotypes(lp[i], int(k), self.space), start=1):
                 rows.append(i)
@@ -445,13 +445,16 @@ class ParetoGenerator:
             for s in range(0, len(prefs), self.batch_size):
                 r = torch.as_tensor(prefs[s : s + self.batch_size], device=self.device)  # (B, M)
                 d = torch.as_tensor(embedding[s : s + self.batch_size], device=self.device)  # (B, 10)
-                logits = self.hypernetwork(r, d)  # (B, E, K)
-                if tuple(logits.shape[1:]) != self.space.shape:
-                    raise ValueError(
-                        f"generator: hypernetwork logits {tuple(logits.shape)}, expected (B, *{self.space.shape})"
-                    )
+                logits = self._logits(r, d)  # (B, E, K)
                 genotypes += [self.space.canonical(row) for row in logits.argmax(dim=-1).cpu().tolist()]  # masked
         return (genotypes, *self._objectives(genotypes, embedding))
+
+    def _logits(self, prefs: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, E, K) masked logits H(r, d); ValueError where the hypernetwork is not of the space's shape."""
+        logits = self.hypernetwork(prefs, embedding)
+        if tuple(logits.shape[1:]) != self.space.shape:
+            raise ValueError(f"generator: hypernetwork logits {tuple(logits.shape)}, expected (B, *{self.space.shape})")
+        return logits
 
     def _objectives(
         self, genotypes: Sequence[tuple[int, ...]], embedding: np.ndarray

@@ -138,9 +138,9 @@ def confirm_fronts(
                 if rank < len(per_ray[j]) and (not cfg.max_per_device or len(origin) < cfg.max_per_device):
                     origin.setdefault(per_ray[j][rank], rays[j])
         cands = list(origin)
-        known = objective._measured.get(dev.name, {})
         wanted = list(dict.fromkeys([*cands, *objective.reference_genotypes(dev)]))  # + the HV's references
-        todo = [g for g in wanted if not all(g in known.get(x, {}) for x in objective.metrics)]
+        missing = np.isnan(objective.measured_values(dev, wanted)).any(axis=1)
+        todo = [g for g, miss in zip(wanted, missing, strict=True) if miss]
         values = measure(objective, dev, todo) if todo else np.zeros((0, len(objective.metrics)))
         if values is None:
             log.info("%s: nothing measures on this device; its front stays predicted", dev.name)
@@ -155,9 +155,8 @@ def confirm_fronts(
         rows, m = objective.judge(dev, chosen)
         for j, p in enumerate(prefs):
             rows.insert(3 + j, p, [float(q[j]) for q in chosen_prefs])
-        store = objective._measured.get(dev.name, {})
-        for x in objective.metrics:
-            rows[f"measured_{x}"] = [store.get(x, {}).get(tuple(g), np.nan) for g in chosen]
+        for x, values in zip(objective.metrics, objective.measured_values(dev, chosen).T, strict=True):
+            rows[f"measured_{x}"] = values
         rows["source"] = "shortlist"
         frames.append(rows)
         metrics.update(m)

@@ -173,16 +173,23 @@ class ErrorObjective(abc.ABC):
                 if math.isfinite(float(v)):
                     store.setdefault(metric, {})[tuple(int(x) for x in g)] = float(v)
 
+    def measured_values(self, device: SearchDevice, genotypes: Sequence[Genotype]) -> np.ndarray:
+        """(N, num_metrics) the recorded measurements of ``genotypes`` on ``device``, NaN where there is none."""
+        store = self._measured.get(device.name, {})
+        return np.asarray(
+            [[store.get(x, {}).get(tuple(int(v) for v in g), np.nan) for x in self.metrics] for g in genotypes],
+            dtype=np.float64,
+        ).reshape(len(genotypes), len(self.metrics))
+
     def estimate(self, device: SearchDevice, genotypes: Sequence[Genotype], measured: bool = True) -> np.ndarray:
         """(N, M) what the search knows of each genotype: :meth:`estimated_error` and the hardware metrics,
         measured where recorded (``measured``), else predicted (raw units)."""
         genotypes = [tuple(int(x) for x in g) for g in genotypes]
         onehots = torch.from_numpy(self.space.one_hot_batch(genotypes))
         hw = self.hardware(device, self.predicted_hardware(device, onehots))  # (N, metrics)
-        store = self._measured.get(device.name, {}) if measured else {}
-        for j, metric in enumerate(self.metrics):
-            for i, g in enumerate(genotypes):
-                hw[i, j] = store.get(metric, {}).get(g, hw[i, j])
+        if measured:
+            values = self.measured_values(device, genotypes)
+            hw = np.where(np.isnan(values), hw, values)
         return np.column_stack([self.estimated_error(genotypes), hw])
 
     def extra_metrics(self) -> dict[str, float]:
