@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
         inject["predictor"] = MetaPredictor.load(args.predictor)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    curve_points = [tuple(int(x) for x in item.split(":")) for item in args.k_curve.split(",") if item.strip()]
+    curve_points = _curve_points(p, args.k_curve)
     curve: dict[tuple[int, ...], list[tuple[float, float, float, float, float]]] = {c: [] for c in curve_points}
     measurements: list[dict[str, float]] = []
     summary = []
@@ -153,6 +153,24 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.targets_json).write_text(json.dumps(targets, indent=2))
         print(f"wrote the MODNAS targets (hv per device, mean over {len(seeds)} seed(s)) to {args.targets_json}")
     return 0
+
+
+def _curve_points(p: argparse.ArgumentParser, text: str) -> list[tuple[int, ...]]:
+    """``--k-curve`` as (k[, pool]) tuples; a usage error naming the bad entry otherwise."""
+    from modnas_ops.config import FieldError
+    from modnas_ops.shortlist import ShortlistConfig
+
+    points = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        try:
+            point = tuple(int(x) for x in item.split(":"))
+            if not 1 <= len(point) <= 2:
+                raise ValueError("k or k:pool")
+            ShortlistConfig(k=point[0], pool=point[1] if len(point) > 1 else 0)
+        except (ValueError, FieldError) as e:
+            p.error(f"--k-curve: entry {item!r} is not k or k:pool with pool >= k >= 0 ({e})")
+        points.append(point)
+    return points
 
 
 def _before(m: dict[str, float], d: Any) -> float:
