@@ -76,6 +76,7 @@ def errors_known(monkeypatch):
     monkeypatch.setattr(BenchmarkObjective, "estimated_error", true_error)
 
 
+@pytest.mark.slow  # every one of the 15,625 architectures measured on 4 devices (~7 s)
 def test_everything_measured_and_known_gives_exactly_the_true_front(world, errors_known) -> None:
     table, costs = world
     n = SPACE.num_architectures
