@@ -32,6 +32,16 @@ def min_norm_2(g1: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
     return torch.stack([a, 1.0 - a])
 
 
+def _min_norm_2_gram(gram: torch.Tensor) -> torch.Tensor:
+    """min_norm_2 from the (2, 2) Gram matrix: a = (g2.g2 - g1.g2) / ||g1 - g2||^2, clamped to [0, 1]."""
+    denom = gram[0, 0] + gram[1, 1] - 2.0 * gram[0, 1]
+    if denom <= _EPS:
+        a = torch.tensor(0.5, dtype=gram.dtype, device=gram.device)
+    else:
+        a = ((gram[1, 1] - gram[0, 1]) / denom).clamp(0.0, 1.0)
+    return torch.stack([a, 1.0 - a])
+
+
 def _line_search(v1v1: torch.Tensor, v1v2: torch.Tensor, v2v2: torch.Tensor) -> torch.Tensor:
     """gamma in [0, 1] minimising ||(1 - gamma) v1 + gamma v2||^2 given the three inner products."""
     denom = v1v1 + v2v2 - 2.0 * v1v2
@@ -100,7 +110,8 @@ def min_norm_coefficients(grads: torch.Tensor, max_iter: int = 250, tol: float =
     if grads.ndim != 2 or grads.shape[0] < 1:
         raise ValueError(f"min_norm_coefficients: expected grads of shape (T, P), got {tuple(grads.shape)}")
     g = grads.double()  # the Gram matrix in float64: small differences of large inner products matter
-    alpha = min_norm_2(g[0], g[1]) if g.shape[0] == 2 else frank_wolfe(g @ g.T, max_iter=max_iter, tol=tol)
+    gram = g @ g.T  # (T, T): one pass over the P values
+    alpha = _min_norm_2_gram(gram) if g.shape[0] == 2 else frank_wolfe(gram, max_iter=max_iter, tol=tol)
     return alpha.to(grads.dtype)
 
 
@@ -159,8 +170,8 @@ def combine(
     g = torch.stack([x.reshape(-1) for x in grads]) if not isinstance(grads, torch.Tensor) else grads
     if g.ndim != 2 or g.shape[0] < 1:
         raise ValueError(f"combine: expected T >= 1 gradients of P values, got shape {tuple(g.shape)}")
-    if not torch.isfinite(g).all():
-        raise ValueError("combine: gradients contain NaN or inf")
+    if not torch.isfinite(g.sum()):  # NaN / inf anywhere propagates into the sum (one pass, no (T, P) mask)
+        raise ValueError("combine: gradients contain NaN or inf (or overflow)")
     fn = COMBINERS.get(mode)
     g = g.detach()
     if normalize:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from modnas_ops.benchmarks import load_table
     from modnas_ops.search import run_search
-    from projects.search import SearchRunConfig
+    from projects.search_job import SearchRunConfig
 
     table = load_table(args.benchmark or None)
     inject = {"table": table}

@@ -50,7 +50,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def _main(argv: Sequence[str] | None) -> int:
     args = _parse(argv)
     from modnas_ops.config import load_config
-    from projects.search import SearchRunConfig
+    from projects.search_job import SearchRunConfig
 
     cfg = load_config(SearchRunConfig, args.config, list(args.overrides))
     if cfg.search.mode != "supernet":

@@ -6,7 +6,8 @@
 Default (``projects/configs/search.yaml``): supernet mode on the embedded digits data; devices are this
 machine's CPU configs from a profiling table (``--profile-table``, the ``profile/`` artifact of a
 ``projects/profile.py`` run, else a quick profile first, resumed from ``quick_profile_output``).
-``--benchmark`` (or ``projects/configs/search_nb201.yaml``) switches to benchmark mode on the NB201 table.
+``--benchmark`` switches to benchmark mode on the NB201 table, with ``projects/configs/search_nb201.yaml``'s tuned
+settings unless ``--config`` names another file.
 Logs per epoch ``hv/<device>`` (+ ``hv_true``/``hv_ratio`` in benchmark mode), the losses, the fronts
 (``fronts/fronts.csv``, one PNG per device), the trained hypernetwork / predictor / error model files and
 the search checkpoint. Bad input: one line on stderr, exit code 2, run FAILED; every check that needs no data
@@ -19,256 +20,17 @@ and copies that run's per-epoch metrics from the checkpoint, so the new run's hi
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 if not __package__:  # run as a script: import from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from modnas_ops.cli import add_config_arguments, bad_input, config_from_args, ensure_writable, run_main
-from modnas_ops.config import FieldError
-from modnas_ops.errors import UserError
-from modnas_ops.search import SearchConfig
+from modnas_ops.cli import add_config_arguments, config_from_args, run_main
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "search.yaml"
-PROFILE_CONFIG = Path(__file__).resolve().parent / "configs" / "profile.yaml"
-
-
-@dataclass(frozen=True)
-class SearchRunConfig:
-    search: SearchConfig = field(default_factory=SearchConfig)
-    profile_table: str = ""  # supernet mode: profiling CSV (profiling/campaign.py format)
-    profile_run_id: str = ""  # or an MLflow run of projects/profile.py (its profile/*.csv artifact)
-    quick_profile_archs: int = 40  # neither given: profile this many sampled archs (+ anchors) first
-    quick_profile_output: str = "outputs/profile.csv"
-    quick_profile_options: dict[str, Any] = field(default_factory=dict)  # further fields of the quick profile
-    # (projects/configs/profile.yaml's, e.g. {memory: true, devices: [cpu-ort-t1-b1]})
-    output_dir: str = "outputs/search"  # model files written here (and logged)
-    generator_model_name: str = "modnas-generator"  # registered pyfunc generator; "" = do not register
-    architectures_model_name: str = "modnas-architectures"  # chosen subnets as ONNX (supernet mode); "" = none
-    alias: str = "candidate"
-    remeasure_rounds: int = 30  # supernet mode: onnxruntime rounds timing the measured shortlist
-    # (search.shortlist) on this machine's configs; 0 = measure nothing (fronts stay predicted)
-    finetune_steps: int = 400  # supernet mode: train each chosen subnet standalone (from its supernet weights,
-    # standalone recipe) before it is registered, and tag its test error; 0 = register the shared weights
-    plots: bool = True
-    experiment: str = "search"
-    run_name: str = "search"
-
-    def __post_init__(self) -> None:
-        if self.profile_table and self.profile_run_id:
-            raise FieldError("profile_table", "give at most one of profile_table and profile_run_id")
-        if self.search.mode == "benchmark" and (self.profile_table or self.profile_run_id):
-            raise FieldError(
-                "profile_table", "benchmark mode reads the NB201 table; drop profile_table / profile_run_id"
-            )
-        if self.profile_table and not Path(self.profile_table).is_file():
-            raise FieldError("profile_table", f"{self.profile_table}: no such file")
-        if self.quick_profile_archs < 1:
-            raise FieldError("quick_profile_archs", f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
-        if self.remeasure_rounds < 0:
-            raise FieldError("remeasure_rounds", f"remeasure_rounds must be >= 0, got {self.remeasure_rounds}")
-        if self.finetune_steps < 0:
-            raise FieldError("finetune_steps", f"must be >= 0, got {self.finetune_steps}")
-
-
-def _preflight(cfg: SearchRunConfig) -> None:
-    """Every check that needs no data, before any run or profile: files named by the config, the profiling
-    run, and writable output, checkpoint and quick-profile folders (UserError naming the field)."""
-    from modnas_ops.search import preflight
-
-    preflight(cfg.search)
-    ensure_writable(cfg.output_dir, "output_dir")
-    if cfg.search.checkpoint_dir:
-        ensure_writable(cfg.search.checkpoint_dir, "search.checkpoint_dir")
-    quick_profile = cfg.search.mode == "supernet" and not (cfg.profile_table or cfg.profile_run_id)
-    if quick_profile:
-        ensure_writable(Path(cfg.quick_profile_output).parent, "quick_profile_output")
-        _quick_profile_config(cfg)  # its device configs, rounds, ... fail here, before any run
-    if cfg.profile_run_id:
-        from modnas_ops import tracking
-
-        if not tracking.run_exists(cfg.profile_run_id):
-            raise UserError(f"profile_run_id: no MLflow run {cfg.profile_run_id!r} in this tracking store")
-
-
-def _quick_profile_config(cfg: SearchRunConfig) -> Any:
-    """The profiling campaign a supernet search runs when it is given no table (validated like any config)."""
-    import json
-
-    from modnas_ops.config import load_config
-    from modnas_ops.data import get_dataset
-    from projects.profile import ProfileConfig
-
-    s = cfg.search.supernet
-    data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
-    if len(data.input_shape) == 3:
-        channels, height, width = data.input_shape
-        if height != width:
-            raise UserError(f"search.supernet.dataset: the quick profile times square images, not {height}x{width}")
-        shape = [f"in_channels={channels}", f"input_size={height}"]
-    else:
-        shape = [f"sample_shape={json.dumps(list(data.input_shape))}"]
-    reserved = {"num_archs", "output", "space", "C", "N", "network_options", "num_classes", "in_channels",
-                "input_size", "sample_shape"}  # fmt: skip
-    clash = sorted(reserved & set(cfg.quick_profile_options))
-    if clash:
-        raise FieldError("quick_profile_options", f"{clash[0]} follows from the search config; drop it here")
-    overrides = [
-        f"num_archs={cfg.quick_profile_archs}",
-        f"output={cfg.quick_profile_output}",
-        f"space={cfg.search.space}",
-        f"C={s.C}",
-        f"N={s.N}",
-        f"network_options={json.dumps(s.network_options)}",
-        *shape,
-        f"num_classes={data.num_classes}",
-        *(f"{k}={json.dumps(v)}" for k, v in cfg.quick_profile_options.items()),
-    ]
-    return load_config(ProfileConfig, PROFILE_CONFIG if PROFILE_CONFIG.is_file() else None, overrides)
-
-
-def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
-    """Rows of the profiling table the config names (or of a quick profile of this machine), and source."""
-    from profiling.campaign import read_table
-
-    if cfg.profile_table:
-        with bad_input(f"profile_table: {cfg.profile_table}"):
-            return read_table(cfg.profile_table), cfg.profile_table
-    if cfg.profile_run_id:
-        from modnas_ops import tracking
-
-        where = f"profile_run_id: run {cfg.profile_run_id}"
-        with bad_input(where, (ValueError, OSError, tracking.MlflowException)):
-            local = Path(tracking.download_artifacts(cfg.profile_run_id, "profile", tempfile.mkdtemp()))
-            tables = sorted(local.rglob("*.csv")) if local.is_dir() else [local]
-            if len(tables) != 1:
-                raise UserError(f"{where}: expected one profile/*.csv artifact, found {len(tables)}")
-            return read_table(tables[0]), f"runs:/{cfg.profile_run_id}/profile/{tables[0].name}"
-    from profiling.campaign import run_campaign
-
-    campaign = _quick_profile_config(cfg)
-    print(
-        f"no profiling table given: quick profile of {cfg.quick_profile_archs} archs + anchors "
-        f"-> {campaign.output}"
-    )
-    result = run_campaign(campaign)
-    return result.rows, str(result.path)
-
-
-def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
-    """(C, H, W) of one sample of the search's dataset."""
-    from modnas_ops.data import get_dataset
-
-    s = cfg.search.supernet
-    return tuple(get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None).input_shape)
-
-
-def _ort_measure(cfg: SearchRunConfig) -> Any:
-    """The shortlist's measurement in supernet mode: each candidate subnet timed with onnxruntime on this
-    machine's device config (``remeasure_rounds`` rounds; latency measured, other metrics NaN = predicted);
-    None for a latency table's device or a config this machine cannot run (its front stays predicted)."""
-    import numpy as np
-
-    from profiling.latency import DeviceConfig, measure_modules
-
-    shape = _input_shape(cfg)
-
-    def measure(objective: Any, device: Any, genotypes: Sequence[Any]) -> Any:
-        name = device.name.split("@")[0]
-        try:
-            config = DeviceConfig.from_name(name)
-        except ValueError:
-            print(f"not measured on {name}: a latency table's device, not a config of this machine")
-            return None
-        try:
-            config.check_available()
-        except ValueError as e:
-            print(f"not measured on {name}: {e}")
-            return None
-        space, supernet = objective.space, objective.trained_supernet()
-        models = {space.to_string(g): supernet.subnet(g) for g in genotypes}
-        stats = measure_modules(
-            models, shape, [name], make_input=lambda b: space.example_input(shape, b), rounds=cfg.remeasure_rounds,
-            max_seconds=60.0,
-        )  # fmt: skip
-        out = np.full((len(genotypes), len(objective.metrics)), np.nan)
-        out[:, list(objective.metrics).index("latency_ms")] = [stats[(a, name)].median_ms for a in models]
-        return out
-
-    return measure
-
-
-def _finetune(cfg: SearchRunConfig, result: Any, archs: Sequence[str]) -> tuple[dict[str, Any], dict[str, float]]:
-    """Each chosen subnet trained standalone from its supernet weights (``finetune_steps`` of the standalone
-    recipe): the networks to register and their test errors (the task's: percent, or nats per token)."""
-    import torch
-
-    from modnas_ops.data import get_dataset
-    from modnas_ops.standalone import TrainRecipe, train_standalone
-
-    s = cfg.search.supernet
-    data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
-    recipe = TrainRecipe(steps=cfg.finetune_steps, seed=cfg.search.seed)
-    device = torch.device(cfg.search.device)
-    networks, errors = {}, {}
-    for a in archs:
-        g = result.space.from_string(a)
-        errors[a], networks[a] = train_standalone(
-            result.space, g, data, s.network_hparams(), recipe, device, init=result.supernet.subnet(g)
-        )
-        print(f"fine-tuned {a}: test error {errors[a]:.3f} ({data.task.error_unit})")
-    return networks, errors
-
-
-def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
-    """The generator as a pyfunc (anchors + preferences -> architecture) and, in supernet mode, the chosen
-    subnets (fine-tuned standalone unless ``finetune_steps`` is 0) as ONNX models, each registered with
-    ``cfg.alias``; their versions carry test error, measured latency, preference and device."""
-    from modnas_ops.generator import ParetoGenerator
-    from modnas_ops.registration import log_generator, register_architectures
-
-    if cfg.generator_model_name:
-        gen = ParetoGenerator(
-            result.hypernetwork,
-            result.space,
-            objectives=result.objectives,
-            predictor=result.predictor,
-            error_model=result.error_model,
-            devices={d.name: {m: [float(x) for x in a] for m, a in d.anchors.items()} for d in result.devices},
-        )
-        uri, version = log_generator(gen, registered_model_name=cfg.generator_model_name, alias=cfg.alias)
-        print(f"generator: {uri} registered as models:/{cfg.generator_model_name}@{cfg.alias} (v{version})")
-    if cfg.architectures_model_name and result.supernet is not None and not fronts["on_front"].any():
-        print("no architecture below the 90 % error cut on any device: no subnet registered")
-    elif cfg.architectures_model_name and result.supernet is not None:
-        from profiling.export import export_onnx
-
-        chosen = fronts[fronts["on_front"]].copy()
-        s = cfg.search.supernet
-        networks = None
-        if cfg.finetune_steps:
-            networks, errors = _finetune(cfg, result, sorted(set(chosen["arch"])))
-            chosen["test_error"] = chosen["arch"].map(errors)
-        objectives = [c for c in chosen.columns if c.startswith(("pred_", "true_", "measured_", "test_"))]
-        versions = register_architectures(
-            chosen[["device", "arch", *[c for c in fronts.columns if c.startswith("pref_")], *objectives]],
-            result.space,
-            {"num_classes": result.supernet.build_args["num_classes"], **s.network_hparams()},
-            export_fn=functools.partial(export_onnx, dynamic=result.space.dynamic_input_axes),
-            input_shape=(2 if result.space.dynamic_input_axes else 1, *_input_shape(cfg)),  # >= 2: stays symbolic
-            supernet=result.supernet,
-            networks=networks,
-            objectives=objectives,
-            registered_model_name=cfg.architectures_model_name,
-            alias=cfg.alias,
-        )
-        print(f"registered {len(versions)} chosen subnets as ONNX in {cfg.architectures_model_name}")
+BENCHMARK_CONFIG = Path(__file__).resolve().parent / "configs" / "search_nb201.yaml"
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -280,91 +42,16 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument(
         "--benchmark", default=None, help="NB201 table (.csv.gz or directory): benchmark mode"
     )
-    add_config_arguments(parser, DEFAULT_CONFIG)
+    add_config_arguments(parser)  # none: search.yaml, or search_nb201.yaml with --benchmark
     args = parser.parse_args(argv)
     extra = [f"profile_table={args.profile_table}"] if args.profile_table else []
     extra += [f"profile_run_id={args.profile_run_id}"] if args.profile_run_id else []
     extra += ["search.mode=benchmark", f"search.benchmark.table={args.benchmark}"] if args.benchmark else []
-    cfg = config_from_args(SearchRunConfig, args, extra)
-    _preflight(cfg)
+    if not args.config:  # with --benchmark: the tuned benchmark-mode defaults, not the embedded job's
+        args.config = str(BENCHMARK_CONFIG if args.benchmark else DEFAULT_CONFIG)
+    from projects.search_job import SearchRunConfig, run
 
-    from modnas_ops import tracking
-    from modnas_ops.hypernetwork import save_hypernetwork
-    from modnas_ops.search import run_search
-
-    out = Path(cfg.output_dir)
-    with tracking.start_run(cfg.run_name, cfg, experiment=cfg.experiment) as run:
-        inject: dict[str, Any] = {}
-        if cfg.search.mode == "supernet":
-            rows, source = _profile_rows(cfg)
-            inject["profile_rows"] = rows
-            tracking.set_tags({"data.profile": source})
-        tracking.set_tags({"search.mode": cfg.search.mode, "space": cfg.search.space})
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            tracking.log_metrics(metrics, step=epoch)
-            keys = [k for k in metrics if k.startswith(("hv_ratio_mean/", "hv_ratio_min/", "hv_mean/"))]
-            print(f"epoch {epoch}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in sorted(keys)), flush=True)
-
-        def on_resume(state: dict[str, Any]) -> None:
-            old = str(state.get("run_id", ""))
-            status = tracking.adopt_orphan(old, state["history"])
-            print(
-                f"resuming the search at epoch {int(state['epoch']) + 1} (checkpoint of run {old or '?'}, "
-                f"{status or 'unknown'}); its {len(state['history'])} epochs' metrics copied into this run"
-            )
-
-        if cfg.search.mode == "supernet" and cfg.remeasure_rounds:
-            inject["measure"] = _ort_measure(cfg)
-        result = run_search(cfg.search, on_epoch=on_epoch, run_id=run.info.run_id, on_resume=on_resume, **inject)
-        tracking.log_metrics(result.metrics, step=cfg.search.epochs)
-        tracking.log_table(result.fronts, "fronts/fronts.csv")
-        out.mkdir(parents=True, exist_ok=True)
-        save_hypernetwork(result.hypernetwork, out / "hypernetwork.pt")
-        files = [out / "hypernetwork.pt"]
-        for name, obj in (("predictor.pt", result.predictor), ("error_model.pt", result.error_model)):
-            if obj is not None and callable(getattr(obj, "save", None)):
-                obj.save(out / name)
-                files.append(out / name)
-        for f in files:
-            tracking.log_artifact(f, "model")
-        if result.checkpoint is not None and result.checkpoint.is_file():
-            tracking.log_artifact(result.checkpoint, "checkpoint")
-        tracking.set_tags({"search.fingerprint": result.fingerprint})
-        fronts = result.fronts  # one row per (device, ray) or archived architecture, with its pref_* columns
-        if "measured_latency_ms" in fronts:  # confirmed by the measured shortlist: the predictor's error there
-            chosen = fronts[fronts["on_front"] & fronts["measured_latency_ms"].notna()]
-            for d, rows in chosen.groupby("device"):
-                rel = (rows["pred_latency_ms"] - rows["measured_latency_ms"]).abs() / rows["measured_latency_ms"]
-                tracking.log_metrics({f"remeasured_mape/{d}": 100.0 * float(rel.mean())})
-        _register(cfg, result, fronts)
-        if cfg.plots:
-            from modnas_ops.plots import front_figure
-
-            unit = "%"  # benchmark mode: 100 - accuracy; supernet mode: the dataset task's error
-            if cfg.search.mode == "supernet":
-                from modnas_ops.data import get_dataset
-
-                s = cfg.search.supernet
-                unit = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None).task.error_unit
-            for d in result.devices:
-                hv = {k.split("/")[0]: v for k, v in result.metrics.items() if k.endswith(f"/{d.name}")}
-                hv = {k: v for k, v in hv.items() if k in ("hv", "hv_ratio", "hv_reference")}
-                rows = result.fronts[result.fronts["device"] == d.name]
-                figure = front_figure(rows, d.name, hv, result.objectives, result.reference.get(d.name), unit)
-                tracking.log_figure(figure, f"fronts/{d.name}.png")
-
-    m = result.metrics
-    print(f"run {run.info.run_id}: {cfg.search.mode} search, {result.wall_time_s:.1f} s")
-    print(f"{'device':<20} {'split':<5} {'hv':>7} {'hv_ratio':>8}")
-    for d in result.devices:
-        ratio = m.get(f"hv_ratio/{d.name}")
-        print(
-            f"{d.name:<20} {d.split:<5} {m[f'hv/{d.name}']:>7.4f} {'' if ratio is None else f'{ratio:>8.4f}'}"
-        )
-    if "num_queries" in m:
-        print(f"accuracy queries: {int(m['num_queries'])} of {int(m['query_budget'])}")
-    return 0
+    return run(config_from_args(SearchRunConfig, args, extra))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from .test_baselines_search import check_finds_front
 MANY_OBJECTIVE = ["agemoea", "unsga3"]  # agemoea is skipped where numba is missing
 
 
+@pytest.mark.slow  # ~5 s: evaluates the whole space
 @pytest.mark.parametrize("name", MANY_OBJECTIVE)
 def test_budget_larger_than_space_evaluates_each_arch_once_and_recovers_exact_front(name: str) -> None:
     check_exact_coverage(name, SumEvaluator3)

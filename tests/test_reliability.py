@@ -136,7 +136,7 @@ def test_corrupt_or_foreign_checkpoint_is_refused_naming_the_file(world, tmp_pat
 
 def test_benchmark_config_checkpoints_by_default() -> None:
     root = Path(__file__).resolve().parents[1] / "projects" / "configs"
-    from projects.search import SearchRunConfig
+    from projects.search_job import SearchRunConfig
 
     for name in ("search.yaml", "search_nb201.yaml", "search_mbv3.yaml"):
         cfg = load_config(SearchRunConfig, root / name)

@@ -17,6 +17,7 @@ def data():
     return load_pattern_splits(seed=0, sizes=(600, 100, 300))
 
 
+@pytest.mark.slow  # ~11 s: trains several architectures standalone
 def test_architecture_decides_the_error_on_patterns(data) -> None:
     recipe = TrainRecipe(steps=150)
     skip = tuple([SPACE.ops.index("skip_connect")] * 6)
