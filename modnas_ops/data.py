@@ -10,6 +10,11 @@
 - ``pydoc-bytes``: a byte-level language-model task on the English documentation CPython ships in every
   install (``pydoc_data.topics``, ~466k bytes, PSF licence; nothing downloaded): 64-byte windows, the target
   is the next byte at every position (see ``load_pydoc_bytes``).
+- your own images (``root`` names them): ``image-folder`` (one subfolder per class, every image the same size;
+  grayscale kept as 1 channel, anything else as RGB), ``npz`` (arrays ``x`` (N, C, H, W) or (N, H, W) and
+  integer labels ``y`` (N,)), or ``module:function`` (a callable of ``seed`` returning ``(x, y)`` arrays or
+  tensors, or a ready :class:`DataSplits`): stratified train / valid / test halves / quarters, deterministic
+  in the seed. Bad data (an unreadable image, one class, mismatched shapes) is a ``UserError`` naming the file.
 - ``cifar10``: a local ``cifar-10-batches-py`` folder (the standard python-pickle release; nothing is
   downloaded). The 50,000 training images are split (stratified) into train and valid halves for the
   bi-level search (weights on train, architecture on valid); the test batch is the test split.
@@ -28,12 +33,14 @@ import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
+from .errors import UserError
 from .registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -109,6 +116,21 @@ class DataSplits:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     task: Task = CLASSIFICATION
+    source: str = ""  # the file or folder read, or "" where code generates the data (``name`` says which)
+
+    def digest(self) -> str:
+        """SHA-256 of every split's tensors (dtype, shape and bytes): the data's identity for the run's inputs."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for split in (self.train, self.valid, self.test):
+            for t in split.tensors:
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
 
     def __post_init__(self) -> None:
         if len(self.input_shape) != self.task.sample_dims:
@@ -342,11 +364,133 @@ def _cifar10(seed: int, root: str | Path | None) -> DataSplits:
     return load_cifar10(root, seed=seed)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+USER_FRACTIONS = (0.5, 0.25, 0.25)  # train (weights) / valid (architecture) / test
+
+
+def arrays_to_splits(
+    x: Any, y: Any, name: str, source: str = "", seed: int = 0, fractions: Sequence[float] = USER_FRACTIONS
+) -> DataSplits:
+    """Images ``x`` (N, C, H, W) or (N, H, W) (uint8 in [0, 255] or floats) and labels ``y`` (N,) as stratified,
+    standardised splits; labels are renumbered 0..K-1 in sorted order. ``name`` is named in every error."""
+    x = np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x)
+    y = np.asarray(y.numpy() if isinstance(y, torch.Tensor) else y)
+    if x.ndim == 3:
+        x = x[:, None]  # (N, 1, H, W)
+    if x.ndim != 4:
+        raise UserError(f"{name}: images must be (N, C, H, W) or (N, H, W), got shape {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise UserError(f"{name}: labels must be (N,) = ({len(x)},) beside the images, got shape {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.str_)):
+        raise UserError(f"{name}: labels must be integers or strings, got {y.dtype}")
+    if not (np.issubdtype(x.dtype, np.number) and np.isfinite(x).all()):
+        raise UserError(f"{name}: images must be finite numbers, got {x.dtype}")
+    classes, labels = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise UserError(f"{name}: one class ({classes[0] if len(classes) else 'none'}); a classifier needs >= 2")
+    counts = np.bincount(labels)
+    if counts.min() < len(fractions):
+        raise UserError(
+            f"{name}: class {classes[int(counts.argmin())]} has {counts.min()} image(s); each class needs >= "
+            f"{len(fractions)} (one per split)"
+        )
+    x = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    idx = dict(zip(("train", "valid", "test"), stratified_split_indices(labels, fractions, seed), strict=True))
+    try:
+        datasets, mean, std = _standardise({k: x[i] for k, i in idx.items()}, {k: labels[i] for k, i in idx.items()})
+    except ValueError as e:
+        raise UserError(f"{name}: {e}") from None
+    logger.info("%s: %s, %d classes, images %s", name, {k: len(i) for k, i in idx.items()}, len(classes), x.shape[1:])
+    return DataSplits(**datasets, input_shape=tuple(x.shape[1:]), num_classes=len(classes), name=name, mean=mean,
+                      std=std, source=source)  # fmt: skip
+
+
+def load_image_folder(root: str | Path, seed: int = 0) -> DataSplits:
+    """``root/<class>/<image>`` (the usual one-subfolder-per-class layout) as splits; see the module doc."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"image folder {root}: no such directory")
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(folders) < 2:
+        raise UserError(f"image folder {root}: {len(folders)} class folder(s); a classifier needs >= 2 subfolders")
+    files = [(f, c) for c, d in enumerate(folders) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    empty = sorted(set(range(len(folders))) - {c for _, c in files})
+    if empty:
+        raise UserError(f"image folder {folders[empty[0]]}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    images = []
+    for f, _ in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"{f}: not a readable image ({e})") from None
+    mode = "L" if all(im.mode in ("L", "1") for im in images) else "RGB"
+    first = images[0].size
+    arrays = []
+    for (f, _), im in zip(files, images, strict=True):
+        if im.size != first:
+            raise UserError(f"{f}: {im.size[0]}x{im.size[1]} pixels, but {files[0][0]} is {first[0]}x{first[1]}; "
+                            "every image must have one size")  # fmt: skip
+        a = np.asarray(im.convert(mode), dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
+    labels = np.asarray([folders[c].name for _, c in files])
+    return arrays_to_splits(np.stack(arrays), labels, f"image folder {root}", str(root.resolve()), seed)
+
+
+def load_npz(path: str | Path, seed: int = 0) -> DataSplits:
+    """An ``.npz`` of images ``x`` and labels ``y`` as splits (no pickles are loaded); see the module doc."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise UserError(f"{path}: no array {missing[0]!r} (has: {', '.join(f.files) or 'none'}); "
+                                "expected images x and labels y")  # fmt: skip
+            x, y = f["x"], f["y"]
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable .npz ({e})") from None
+    return arrays_to_splits(x, y, str(path), str(path.resolve()), seed)
+
+
+def load_from_callable(spec: str, seed: int = 0) -> DataSplits:
+    """``module:function`` called with ``seed=``: a :class:`DataSplits`, or ``(x, y)`` split here."""
+    import importlib
+
+    module, _, fn = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError) as e:
+        raise UserError(f"dataset {spec}: cannot import {fn!r} from {module!r} ({e})") from None
+    out = factory(seed=seed)
+    if isinstance(out, DataSplits):
+        return out
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise UserError(f"dataset {spec}: returned {type(out).__name__}, expected (x, y) or DataSplits")
+    return arrays_to_splits(*out, name=f"dataset {spec}", seed=seed)
+
+
+def _image_folder(seed: int, root: str | Path | None) -> DataSplits:
+    if root is None:
+        raise ValueError("dataset 'image-folder' needs root= the folder of class subfolders")
+    return load_image_folder(root, seed)
+
+
+def _npz(seed: int, root: str | Path | None) -> DataSplits:
+    if root is None:
+        raise ValueError("dataset 'npz' needs root= the .npz file")
+    return load_npz(root, seed)
+
+
 DATASETS: Registry[Callable[[int, str | Path | None], DataSplits]] = Registry("dataset")
 DATASETS.register("patterns")(_patterns)
 DATASETS.register("digits")(_digits)
 DATASETS.register("cifar10")(_cifar10)
 DATASETS.register("pydoc-bytes")(_pydoc_bytes)
+DATASETS.register("image-folder")(_image_folder)
+DATASETS.register("npz")(_npz)
 
 
 def available_datasets() -> list[str]:
@@ -354,5 +498,14 @@ def available_datasets() -> list[str]:
 
 
 def get_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> DataSplits:
-    """Splits of a registered dataset by name (``root``: where local data lives, e.g. for cifar10)."""
+    """Splits of a registered dataset by name (``root``: where local data lives, e.g. for cifar10), or of a
+    ``module:function`` of the user's."""
+    if is_callable_spec(name):
+        return load_from_callable(name, seed)
     return DATASETS.get(name)(seed, root)
+
+
+def is_callable_spec(name: str) -> bool:
+    """Whether a dataset name is a ``module:function`` (both parts non-empty)."""
+    module, sep, fn = name.partition(":")
+    return bool(sep and module and fn)

@@ -124,7 +124,7 @@ class TableErrorModel(nn.Module):
             raise ValueError("TableErrorModel: errors must be finite")
         self.unit = str(unit)
         self.register_buffer("error", err)
-        powers = torch.from_numpy(self.space.place_values)  # (D,) mixed-radix place values
+        powers = torch.tensor(self.space.place_values)  # (D,) mixed-radix place values
         self.register_buffer("powers", powers, persistent=False)
 
     @classmethod

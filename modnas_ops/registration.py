@@ -88,6 +88,15 @@ def log_generator(
             alias=alias,
             tags=version_tags,
             optional_inputs={TOP_K: "long"},
+            description=(
+                f"MODNAS generator for space `{gen.space.name}`: anchor latencies of a device + a preference over "
+                f"({', '.join(gen.objectives)}) -> architecture and predicted objectives; optional `top_k` -> the "
+                f"k most probable architectures. Devices known: {', '.join(gen.devices)}."
+            ),
+            model_description=(
+                "MODNAS hypernetwork H(r, d) as a pyfunc: POST anchor latencies (`anchor_<metric>_0..`) and "
+                "preferences (`pref_0..`, summing to 1) to get an architecture per row; see the run that logged it."
+            ),
         )
 
 
@@ -244,6 +253,14 @@ def register_architectures(
             registered_model_name=registered_model_name,
             alias=a,
             tags=version_tags,
+            description=(
+                f"`{arch}` chosen for device {device} at preference(s) {json.dumps(grp['preferences'])}; "
+                f"objectives {json.dumps(grp['objectives'])}. ONNX, input {list(x.shape)} -> logits {list(y.shape)}."
+            ),
+            model_description=(
+                "Architectures chosen by MODNAS searches, one version per (device, architecture) as an ONNX graph; "
+                "alias `<alias>-<device>` points at a device's chosen subnet."
+            ),
         )
         log.info(
             "registered %s v%s: %s on %s%s",

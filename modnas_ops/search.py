@@ -282,6 +282,8 @@ def _data_identity(name: str, root: str) -> dict[str, Any]:
     if root and Path(root).is_dir():
         files = sorted(q for q in Path(root).rglob("*") if q.is_file())
         out["files"] = [(str(q.relative_to(root)), q.stat().st_size, q.stat().st_mtime_ns) for q in files]
+    elif root and Path(root).is_file():  # e.g. an .npz
+        out["file"] = (Path(root).stat().st_size, Path(root).stat().st_mtime_ns)
     return out
 
 
@@ -305,7 +307,7 @@ def search_inputs(cfg: SearchConfig, inject: Mapping[str, Any]) -> dict[str, str
         if inject.get("table") is not None:
             ids["table"] = content_hash(inject["table"])
         else:
-            ids["table"], ids["devices_file"] = _table_hashes(_table_file(cfg), f"{prefix}.table")
+            ids["table"], ids["devices_file"] = _table_hashes(benchmark_table_file(cfg), f"{prefix}.table")
     else:
         s, prefix = cfg.supernet, "search.supernet"
         ids["profile_rows"] = content_hash(inject.get("profile_rows"))
@@ -550,7 +552,7 @@ def _check_init_weights(cfg: SearchConfig) -> None:
             raise UserError(f"search.supernet.init_weights: {cfg.supernet.init_weights}: not a supernet file")
 
 
-def _table_file(cfg: SearchConfig) -> Path:
+def benchmark_table_file(cfg: SearchConfig) -> Path:
     """The benchmark table file the config (or $MODNAS_NB201_TABLE) names; UserError naming the field."""
     from .benchmarks import resolve_table_path
 
@@ -571,7 +573,7 @@ def preflight(cfg: SearchConfig) -> None:
     quick profile): the benchmark table, predictor and init-weights files exist and are readable. UserError
     naming the field otherwise. (The config fields themselves are validated on construction.)"""
     if cfg.mode == "benchmark":
-        _table_file(cfg)
+        benchmark_table_file(cfg)
     _load_predictor_file(cfg)
     _check_init_weights(cfg)
 

@@ -28,6 +28,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
 import mlflow.pyfunc
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -191,42 +192,82 @@ def log_dict(d: Mapping[str, Any], artifact_file: str) -> None:
     mlflow.log_dict(dict(d), artifact_file)
 
 
-def log_dataset(df: Any, name: str, source: str, context: str = "training") -> None:
-    """Log a pandas table as an MLflow dataset input of the active run."""
+def dataset_source(source: str | Path | Mapping[str, str]) -> Any:
+    """An MLflow dataset source: a local file or folder (a path), or the code that generates the data (a
+    mapping of tags, e.g. ``{"mlflow.source.name": "modnas_ops.data:patterns"}``). Built directly, so MLflow
+    does not guess between its (twice registered) local sources and warn."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+
+    if isinstance(source, Mapping):
+        return CodeDatasetSource(tags={str(k): str(v) for k, v in source.items()})
+    import json
+
+    return get_dataset_source_from_json(json.dumps({"uri": str(Path(source).resolve())}), source_type="local")
+
+
+def log_dataset(df: Any, name: str, source: str | Path | Mapping[str, str], context: str = "training") -> None:
+    """Log a pandas table as an MLflow dataset input of the active run (schema and profile from ``df``)."""
     import mlflow.data
 
-    dataset = mlflow.data.from_pandas(df, source=source, name=name)
+    dataset = mlflow.data.from_pandas(df, source=dataset_source(source), name=name)
     mlflow.log_input(dataset, context=context)
+
+
+def log_dataset_reference(
+    name: str, source: str | Path | Mapping[str, str], digest: str, context: str = "training",
+    tags: Mapping[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Log a dataset input of the active run by reference only (name, source, content digest; no copy and no
+    schema: for image tensors, token streams and large benchmark tables). ``tags`` describe it (split sizes,
+    shapes) and show beside the input in the UI."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    dataset = MetaDataset(dataset_source(source), name=name, digest=digest[:36])  # MLflow keeps <= 36 chars
+    mlflow.log_input(dataset, context=context, tags={k: str(v) for k, v in (tags or {}).items()})
+
+
+def set_description(text: str) -> None:
+    """The active run's description (markdown; the UI shows it on the run page and in run lists)."""
+    mlflow.set_tag("mlflow.note.content", text)
 
 
 # ---- models and registry ----------------------------------------------------------------------
 
 
-# MLflow inspects ``predict``'s type hints when the class is defined; ours takes DataFrames and is untyped.
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
-
-
 class LibraryPyfunc(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper around a library object loaded by ``loader`` ("module:function").
+    """Pyfunc wrapper around a library object loaded by ``model_config["loader"]`` ("module:function").
 
     ``loader(artifacts: dict[str, str])`` returns an object with ``predict(pandas.DataFrame) -> DataFrame``;
-    the library itself never imports mlflow.
+    the library itself never imports mlflow. Logged from code (``modnas_ops/pyfunc_model.py``), not pickled.
     """
 
-    def __init__(self, loader: str) -> None:
-        self.loader = loader
+    def __init__(self) -> None:
         self._model: Any = None
 
     def load_context(self, context: Any) -> None:
-        module, _, fn = self.loader.partition(":")
+        module, _, fn = str(context.model_config["loader"]).partition(":")
         self._model = getattr(importlib.import_module(module), fn)(dict(context.artifacts))
 
-    def predict(self, context, model_input, params=None):  # untyped: MLflow validates type hints here
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        # a DataFrame hint: MLflow infers no schema from it and validates against the logged signature instead
         return self._model.predict(model_input)
 
 
 def _package_dir() -> str:
     return str(Path(__file__).resolve().parent)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow_internals() -> Iterator[None]:
+    """Two warnings MLflow 3.17 raises on any logged model with a DataFrame example, neither about our data:
+    its own ``df.columns == range(...)`` comparison (pandas' Pandas4Warning, mlflow/models/utils.py) and the
+    hint that integer columns cannot hold missing values (ours, ``nb201_index`` / ``rank`` / ``top_k``, never
+    do). Every other warning still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Operation with range is deprecated")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        yield
 
 
 def log_library_model(
@@ -240,6 +281,8 @@ def log_library_model(
     alias: str | None = None,
     tags: Mapping[str, Any] | None = None,
     optional_inputs: Mapping[str, str] | None = None,
+    description: str | None = None,
+    model_description: str | None = None,
 ) -> tuple[str, str | None]:
     """Log a :class:`LibraryPyfunc` (code of ``modnas_ops`` included); optionally register + alias it.
     ``optional_inputs``: {column: MLflow type} the signature accepts beside the example's columns.
@@ -249,21 +292,26 @@ def log_library_model(
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import ColSpec, Schema
 
-    signature = infer_signature(input_example, output_example)
+    with _quiet_mlflow_internals():
+        signature = infer_signature(input_example, output_example)
     if optional_inputs:
         extra = [ColSpec(kind, name, required=False) for name, kind in optional_inputs.items()]
         signature = ModelSignature(Schema([*signature.inputs.inputs, *extra]), signature.outputs)
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=LibraryPyfunc(loader),
-        artifacts=dict(artifacts),
-        code_paths=[_package_dir()],
-        signature=signature,
-        pip_requirements=list(pip_requirements),
-    )
+    with _quiet_mlflow_internals():
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(Path(__file__).resolve().parent / "pyfunc_model.py"),
+            model_config={"loader": loader},
+            artifacts=dict(artifacts),
+            code_paths=[_package_dir()],
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=list(pip_requirements),
+        )
     version = None
     if registered_model_name:
-        version = register(info.model_uri, registered_model_name, alias=alias, tags=tags)
+        version = register(info.model_uri, registered_model_name, alias=alias, tags=tags, description=description,
+                           model_description=model_description)
     return info.model_uri, version
 
 
@@ -276,31 +324,44 @@ def log_onnx_model(
     alias: str | None = None,
     tags: Mapping[str, Any] | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
+    description: str | None = None,
+    model_description: str | None = None,
 ) -> tuple[str, str | None]:
     """Log an ``onnx.ModelProto`` (built by ``profiling/``) as an MLflow ONNX model; optionally register it."""
     import mlflow.onnx
     from mlflow.models import infer_signature
 
-    info = mlflow.onnx.log_model(
-        onnx_model,
-        name=name,
-        signature=infer_signature(input_example, output_example),
-        pip_requirements=["onnxruntime", "onnx"],
-        onnx_execution_providers=list(providers),
-        save_as_external_data=False,
-    )
+    with _quiet_mlflow_internals():
+        info = mlflow.onnx.log_model(
+            onnx_model,
+            name=name,
+            signature=infer_signature(input_example, output_example),
+            input_example=input_example,
+            pip_requirements=["onnxruntime", "onnx"],
+            onnx_execution_providers=list(providers),
+            save_as_external_data=False,
+        )
     version = None
     if registered_model_name:
-        version = register(info.model_uri, registered_model_name, alias=alias, tags=tags)
+        version = register(info.model_uri, registered_model_name, alias=alias, tags=tags, description=description,
+                           model_description=model_description)
     return info.model_uri, version
 
 
-def register(model_uri: str, name: str, alias: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
-    """Register ``model_uri`` under ``name``; tag the version and point ``alias`` at it. Returns the version."""
+def register(
+    model_uri: str, name: str, alias: str | None = None, tags: Mapping[str, Any] | None = None,
+    description: str | None = None, model_description: str | None = None,
+) -> str:  # fmt: skip
+    """Register ``model_uri`` under ``name``; tag and describe the version, point ``alias`` at it, and describe
+    the registered model itself (``model_description``; the UI's model page). Returns the version."""
     mv = mlflow.register_model(model_uri, name)
     client = MlflowClient()
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, mv.version, k, str(v))
+    if description:
+        client.update_model_version(name, mv.version, description=description)
+    if model_description:
+        client.update_registered_model(name, description=model_description)
     if alias:
         client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)

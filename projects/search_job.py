@@ -65,6 +65,8 @@ def _preflight(cfg: SearchRunConfig) -> None:
     ensure_writable(cfg.output_dir, "output_dir")
     if cfg.search.checkpoint_dir:
         ensure_writable(cfg.search.checkpoint_dir, "search.checkpoint_dir")
+    if cfg.search.mode == "supernet":
+        _dataset(cfg)  # a bad image / .npz / loader fails here, naming the file, before any run (then cached)
     quick_profile = cfg.search.mode == "supernet" and not (cfg.profile_table or cfg.profile_run_id)
     if quick_profile:
         ensure_writable(Path(cfg.quick_profile_output).parent, "quick_profile_output")
@@ -81,11 +83,10 @@ def _quick_profile_config(cfg: SearchRunConfig) -> Any:
     import json
 
     from modnas_ops.config import load_config
-    from modnas_ops.data import get_dataset
     from projects.profile import ProfileConfig
 
     s = cfg.search.supernet
-    data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
+    data = _dataset(cfg)
     if len(data.input_shape) == 3:
         channels, height, width = data.input_shape
         if height != width:
@@ -140,12 +141,22 @@ def _profile_rows(cfg: SearchRunConfig) -> tuple[list[dict[str, Any]], str]:
     return result.rows, str(result.path)
 
 
-def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
-    """(C, H, W) of one sample of the search's dataset."""
+@functools.lru_cache(maxsize=4)
+def _load_dataset(name: str, seed: int, root: str) -> Any:
     from modnas_ops.data import get_dataset
 
+    return get_dataset(name, seed=seed, root=root or None)
+
+
+def _dataset(cfg: SearchRunConfig) -> Any:
+    """The supernet search's data splits (read once per process: an image folder is not decoded four times)."""
     s = cfg.search.supernet
-    return tuple(get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None).input_shape)
+    return _load_dataset(s.dataset, cfg.search.seed, s.data_root)
+
+
+def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
+    """(C, H, W) of one sample of the search's dataset."""
+    return tuple(_dataset(cfg).input_shape)
 
 
 def _ort_measure(cfg: SearchRunConfig) -> Any:
@@ -183,16 +194,72 @@ def _ort_measure(cfg: SearchRunConfig) -> Any:
     return measure
 
 
+def _description(cfg: SearchRunConfig, result: Any) -> str:
+    """The run's description (markdown): what was searched, where the results are, HV per device."""
+    m = result.metrics
+    data = (f"table `{Path(benchmark_file(cfg)).name}`" if cfg.search.mode == "benchmark"
+            else f"dataset `{_dataset(cfg).name}`")  # fmt: skip
+    split = {d.name: d.split for d in result.devices}
+    lines = [
+        f"MODNAS search, {cfg.search.mode} mode: space `{cfg.search.space}`, {data}, {len(result.devices)} devices "
+        f"({sum(s == 'train' for s in split.values())} train, {sum(s == 'test' for s in split.values())} zero-shot "
+        f"test), objectives {', '.join(f'`{o}`' for o in result.objectives)}, {cfg.search.epochs} epochs, "
+        f"{result.wall_time_s:.0f} s.",
+        "",
+        "Fronts: `fronts/fronts.csv` and `fronts/<device>.png`; the report: `report.html`; registered models: "
+        f"`{cfg.generator_model_name or '-'}`, `{cfg.architectures_model_name or '-'}` (alias `{cfg.alias}`).",
+        "",
+        "| device | split | hv | hv_ratio |",
+        "|---|---|---|---|",
+    ]
+    for d in result.devices:
+        ratio = m.get(f"hv_ratio/{d.name}")
+        lines.append(f"| {d.name} | {d.split} | {m[f'hv/{d.name}']:.4f} | {'' if ratio is None else f'{ratio:.4f}'} |")
+    return "\n".join(lines)
+
+
+def benchmark_file(cfg: SearchRunConfig) -> Path:
+    from modnas_ops.search import benchmark_table_file
+
+    return benchmark_table_file(cfg.search)
+
+
+def _log_inputs(cfg: SearchRunConfig, profile_rows: Any, run_id: str) -> None:
+    """The run's dataset inputs, by reference (source + content digest): the benchmark table, or the supernet's
+    data splits (context ``training``) and the profiling table (context ``profiling``)."""
+    import hashlib
+    import json
+
+    from modnas_ops import tracking
+
+    if cfg.search.mode == "benchmark":
+        table = benchmark_file(cfg)
+        digest = hashlib.sha256(table.read_bytes()).hexdigest()
+        tracking.log_dataset_reference(table.name.split(".")[0], table, digest, context="benchmark")
+        return
+    data = _dataset(cfg)
+    source = data.source or {"mlflow.source.name": f"modnas_ops.data:{data.name}", "seed": str(cfg.search.seed)}
+    tags = {"splits": json.dumps(data.sizes()), "input_shape": json.dumps(list(data.input_shape)),
+            "classes": data.num_classes, "task": data.task.name}  # fmt: skip
+    tracking.log_dataset_reference(data.name, source, data.digest(), context="training", tags=tags)
+    if profile_rows is not None:
+        digest = hashlib.sha256(json.dumps(profile_rows, sort_keys=True, default=str).encode()).hexdigest()
+        where = cfg.profile_table or cfg.quick_profile_output
+        tracking.log_dataset_reference(
+            "profile", where if not cfg.profile_run_id else {"mlflow.source.name": f"runs:/{cfg.profile_run_id}"},
+            digest, context="profiling", tags={"rows": len(profile_rows)},
+        )  # fmt: skip
+
+
 def _finetune(cfg: SearchRunConfig, result: Any, archs: Sequence[str]) -> tuple[dict[str, Any], dict[str, float]]:
     """Each chosen subnet trained standalone from its supernet weights (``finetune_steps`` of the standalone
     recipe): the networks to register and their test errors (the task's: percent, or nats per token)."""
     import torch
 
-    from modnas_ops.data import get_dataset
     from modnas_ops.standalone import TrainRecipe, train_standalone
 
     s = cfg.search.supernet
-    data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
+    data = _dataset(cfg)
     recipe = TrainRecipe(steps=cfg.finetune_steps, seed=cfg.search.seed)
     device = torch.device(cfg.search.device)
     networks, errors = {}, {}
@@ -252,6 +319,7 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
 
 def run(cfg: SearchRunConfig) -> int:
     """Preflight, then the search as one MLflow run; prints the per-device summary."""
+    _load_dataset.cache_clear()  # the data as it is now (files may have changed since an earlier run here)
     _preflight(cfg)
 
     from modnas_ops import tracking
@@ -266,6 +334,7 @@ def run(cfg: SearchRunConfig) -> int:
             inject["profile_rows"] = rows
             tracking.set_tags({"data.profile": source})
         tracking.set_tags({"search.mode": cfg.search.mode, "space": cfg.search.space})
+        _log_inputs(cfg, inject.get("profile_rows"), tracking.active_run_id())
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             tracking.log_metrics(metrics, step=epoch)
@@ -297,6 +366,7 @@ def run(cfg: SearchRunConfig) -> int:
         if result.checkpoint is not None and result.checkpoint.is_file():
             tracking.log_artifact(result.checkpoint, "checkpoint")
         tracking.set_tags({"search.fingerprint": result.fingerprint})
+        tracking.set_description(_description(cfg, result))
         fronts = result.fronts  # one row per (device, ray) or archived architecture, with its pref_* columns
         if "measured_latency_ms" in fronts:  # confirmed by the measured shortlist: the predictor's error there
             chosen = fronts[fronts["on_front"] & fronts["measured_latency_ms"].notna()]
@@ -309,10 +379,7 @@ def run(cfg: SearchRunConfig) -> int:
 
             unit = "%"  # benchmark mode: 100 - accuracy; supernet mode: the dataset task's error
             if cfg.search.mode == "supernet":
-                from modnas_ops.data import get_dataset
-
-                s = cfg.search.supernet
-                unit = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None).task.error_unit
+                unit = _dataset(cfg).task.error_unit
             for d in result.devices:
                 hv = {k.split("/")[0]: v for k, v in result.metrics.items() if k.endswith(f"/{d.name}")}
                 hv = {k: v for k, v in hv.items() if k in ("hv", "hv_ratio", "hv_reference")}

@@ -44,3 +44,20 @@ def test_command_runs_the_entry_point_with_its_error_contract(capsys) -> None:
     assert main(["search", "--set", "no_such_field=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: unknown config field 'no_such_field'")
+
+
+def test_benchmark_alone_takes_the_tuned_benchmark_config(monkeypatch, tmp_path) -> None:
+    """``-P benchmark=<table>`` with no config: search_nb201.yaml's settings (shortlist, rays), not the embedded
+    job's; a config given explicitly is used as is."""
+    import projects.search_job
+
+    seen = []
+    monkeypatch.setattr(projects.search_job, "run", lambda cfg: seen.append(cfg) or 0)
+    table = tmp_path / "t.csv.gz"
+    assert main(["search", "--benchmark", str(table)]) == 0
+    assert main(["search", "--benchmark", str(table), "--config", "projects/configs/search.yaml"]) == 0
+    tuned, embedded = seen
+    assert tuned.search.mode == embedded.search.mode == "benchmark"
+    assert tuned.search.benchmark.table == str(table)
+    assert (tuned.search.shortlist.k, tuned.search.num_rays) == (8, 24)
+    assert embedded.search.shortlist.k == 1

@@ -183,7 +183,7 @@ def test_cifar10_malformed_batch(tmp_path):
 
 
 def test_registry(tmp_path, digits):
-    assert available_datasets() == ["cifar10", "digits", "patterns", "pydoc-bytes"]
+    assert available_datasets() == ["cifar10", "digits", "image-folder", "npz", "patterns", "pydoc-bytes"]
     via_registry = get_dataset("digits", seed=0)
     assert torch.equal(_tensors(via_registry, "test")[0], _tensors(digits, "test")[0])
     _fake_cifar(tmp_path)

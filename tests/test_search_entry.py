@@ -47,7 +47,12 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_path, profile_table):
+def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_path, profile_table, caplog):
+    """... and warns of nothing: no Python warning from our code, mlflow or pandas, no WARNING log of mlflow's
+    (SQLAlchemy's deprecation inside mlflow's own store is not about our calls)."""
+    import logging
+    import warnings
+
     from mlflow.tracking import MlflowClient
 
     from modnas_ops import tracking
@@ -58,11 +63,22 @@ def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_
         "--set", f"search.checkpoint_dir={tmp_path / 'ckpt'}",
         "--set", f"output_dir={tmp_path / 'out'}",
         *TINY,
+        "--set", "plots=true",
     ]  # fmt: skip
-    assert search_entry.main(argv) == 0
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="mlflow"):
+        warnings.simplefilter("always")
+        assert search_entry.main(argv) == 0
+    ours = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
+            if w.category.__name__ != "SADeprecationWarning"]  # fmt: skip
+    assert ours == []
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("mlflow")] == []
     client = MlflowClient()
     (run,) = client.search_runs(client.get_experiment_by_name("search").experiment_id)
     assert run.info.status == "FINISHED"
+    assert "MODNAS search" in run.data.tags["mlflow.note.content"]  # the run's description
+    context = [{t.key: t.value for t in i.tags}["mlflow.data.context"] for i in run.inputs.dataset_inputs]
+    inputs = {(i.dataset.name, c) for i, c in zip(run.inputs.dataset_inputs, context, strict=True)}
+    assert inputs == {("digits", "training"), ("profile", "profiling")}
     for device in ("cpu-ort-t1-b1", "cpu-ort-t1-b32"):
         assert f"hv/{device}" in run.data.metrics
         assert run.data.metrics[f"remeasured_mape/{device}"] >= 0.0
@@ -78,8 +94,37 @@ def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_
     objectives = json.loads(version.tags["objectives"])  # the registered subnet was fine-tuned and tested
     assert 0.0 <= objectives["test_error"] <= 100.0 and objectives["measured_latency_ms"] > 0
     assert json.loads(version.tags["preference"])
+    assert version.tags["arch"] in version.description
+    assert "MODNAS generator" in client.get_model_version_by_alias("modnas-generator", "candidate").description
 
 
 def test_bad_config_exits_2_before_any_run(mlflow_uri, capsys, profile_table):
     assert search_entry.main(["--profile-table", profile_table, "--set", "remeasure_rounds=-1"]) == 2
     assert "remeasure_rounds must be >= 0" in capsys.readouterr().err
+
+
+def test_search_on_an_image_folder_logs_it_as_the_dataset_input(mlflow_uri, tmp_path, profile_table, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from tests.test_data_user import make_folder
+
+    root = make_folder(tmp_path / "imgs", per_class=12, size=(8, 8))
+    at = TINY.index("search.supernet.dataset=digits")
+    argv = [
+        "--profile-table", profile_table, *TINY[: at - 1], *TINY[at + 1 :],  # TINY less its "--set" of digits
+        "--dataset", "image-folder", "--data-root", str(root),
+        "--set", f"search.checkpoint_dir={tmp_path / 'ckpt'}", "--set", f"output_dir={tmp_path / 'out'}",
+        "--set", "generator_model_name=", "--set", "architectures_model_name=",
+    ]  # fmt: skip
+    assert search_entry.main(argv) == 0
+    client = MlflowClient()
+    (run,) = client.search_runs(client.get_experiment_by_name("search").experiment_id)
+    (data,) = [i for i in run.inputs.dataset_inputs if i.dataset.name == f"image folder {root}"]
+    assert json.loads(data.dataset.source) == {"uri": str(root.resolve())}
+    assert {t.key: t.value for t in data.tags}["splits"] == json.dumps({"train": 18, "valid": 9, "test": 9})
+    (root / "owl" / "0.png").write_bytes(b"broken")
+    capsys.readouterr()
+    assert search_entry.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {root / 'owl' / '0.png'}: not a readable image " + err[0].split("not a readable image ")[1]]
+    assert len(client.search_runs(client.get_experiment_by_name("search").experiment_id)) == 1  # no run started

@@ -32,7 +32,7 @@ BOUNDS_POOL = 1024  # random architectures (on top of the known ones) whose pred
 class SupernetConfig:
     """Supernet mode: data, supernet size and weight optimizer, devices (profiling table) and predictor."""
 
-    dataset: str = "digits"  # digits | cifar10 (see modnas_ops.data)
+    dataset: str = "digits"  # patterns | digits | cifar10 | image-folder | npz | module:function (modnas_ops.data)
     data_root: str = ""
     C: int = 8
     N: int = 1
@@ -66,10 +66,11 @@ class SupernetConfig:
     eval_batches: int = 0  # valid batches per front evaluation; 0 = the whole valid split
 
     def __post_init__(self) -> None:
-        from ..data import available_datasets
+        from ..data import available_datasets, is_callable_spec
 
         check_finite(self)
-        check_registered("dataset", self.dataset, "dataset", available_datasets())
+        if not is_callable_spec(self.dataset):  # module:function: the user's loader, imported when the data loads
+            check_registered("dataset", self.dataset, "dataset", available_datasets())
         if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.grad_clip < 0:
             raise FieldError("momentum", "need 0 <= momentum < 1, weight_decay >= 0, grad_clip >= 0")
         check_at_least(self, 1, "C", "N", "batch_size", "archs_per_weight_step", "predictor_epochs", "reference_archs",
