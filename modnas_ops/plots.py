@@ -58,6 +58,57 @@ def front_figure(
     return fig
 
 
+def fronts_overview_figure(
+    fronts: Any,
+    devices: Sequence[tuple[str, str]],
+    objectives: Sequence[str],
+    reference: Mapping[str, np.ndarray] | None = None,
+    error_unit: str = "%",
+) -> Any:
+    """Every device's found front in one figure, one panel per device (error against the first hardware
+    objective), over its reference architectures; ``devices``: (name, split), zero-shot ("test") ones marked."""
+    from matplotlib.figure import Figure
+
+    x = objectives[1]
+    cols = min(4, len(devices))
+    nrows = math.ceil(len(devices) / cols)
+    fig = Figure(figsize=(3.6 * cols, 3.0 * nrows), dpi=90)
+    for i, (name, split) in enumerate(devices):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        ref = (reference or {}).get(name)
+        if ref is not None and len(ref):
+            ax.scatter(ref[:, 1], ref[:, 0], s=8, c="0.82", label="reference")
+        rows = fronts[(fronts["device"] == name) & fronts["on_front"]].sort_values(f"true_{x}")
+        ax.plot(rows[f"true_{x}"], rows["true_error"], "o-" if len(objectives) == 2 else "o", c="tab:blue", ms=3,
+                label="found front")  # fmt: skip
+        ax.set_title(f"{name}{' (zero-shot)' if split == 'test' else ''}", fontsize=8,
+                     color="tab:red" if split == "test" else "black")  # fmt: skip
+        ax.set_xlabel(axis_label(x, error_unit), fontsize=7)
+        ax.set_ylabel(axis_label("error", error_unit), fontsize=7)
+        ax.tick_params(labelsize=6)
+        if i == 0:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def hv_history_figure(history: Sequence[Mapping[str, float]], devices: Sequence[str], key: str = "hv") -> Any:
+    """``<key>/<device>`` per epoch, one line per device (epochs from each record's ``epoch``, else its index)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 3.6), dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
+    for d in devices:
+        points = [(m.get("epoch", i), m[f"{key}/{d}"]) for i, m in enumerate(history) if f"{key}/{d}" in m]
+        if points:
+            ax.plot(*zip(*points, strict=True), "o-", ms=3, label=d)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def _readable_limits(ax: Any, values: np.ndarray, axis: str) -> None:
     """Pad a near-constant axis to +-5 % of its value, so matplotlib does not zoom into float noise."""
     v = np.asarray(values, dtype=np.float64)
@@ -70,4 +121,4 @@ def _readable_limits(ax: Any, values: np.ndarray, axis: str) -> None:
         (ax.set_xlim if axis == "x" else ax.set_ylim)(lo - pad, hi + pad)
 
 
-__all__ = ["axis_label", "front_figure"]
+__all__ = ["axis_label", "front_figure", "fronts_overview_figure", "hv_history_figure"]

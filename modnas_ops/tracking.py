@@ -188,6 +188,10 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
+def log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
+
+
 def log_dict(d: Mapping[str, Any], artifact_file: str) -> None:
     mlflow.log_dict(dict(d), artifact_file)
 

@@ -218,6 +218,33 @@ def _description(cfg: SearchRunConfig, result: Any) -> str:
     return "\n".join(lines)
 
 
+def _report(cfg: SearchRunConfig, result: Any) -> str:
+    """The search's ``report.html`` (see :mod:`modnas_ops.report`)."""
+    from modnas_ops import tracking
+    from modnas_ops.report import ReportInput, render_report
+
+    m = result.metrics
+    cost = {"accuracy queries": m["num_queries"]} if "num_queries" in m else {}
+    cost["anchor measurements"] = sum(result.space.num_anchors for _ in result.devices)
+    measured = [v for k, v in m.items() if k.startswith("measurements/")]
+    if measured:
+        cost["shortlist measurements"] = sum(measured)
+    if cfg.search.mode == "supernet":
+        cost["hypernetwork steps"] = cfg.search.epochs * cfg.search.steps_per_epoch
+    data = Path(benchmark_file(cfg)).name if cfg.search.mode == "benchmark" else _dataset(cfg).name
+    unit = "%" if cfg.search.mode == "benchmark" else _dataset(cfg).task.error_unit
+    summary = {
+        "run": tracking.active_run_id(), "mode": cfg.search.mode, "space": cfg.search.space, "data": data,
+        "objectives": ", ".join(result.objectives), "devices": len(result.devices), "epochs": cfg.search.epochs,
+        "wall time (s)": f"{result.wall_time_s:.1f}", "fingerprint": result.fingerprint[:12],
+    }  # fmt: skip
+    return render_report(ReportInput(
+        title=f"MODNAS search: {cfg.search.space}, {cfg.search.mode} mode", summary=summary,
+        devices=[(d.name, d.split) for d in result.devices], objectives=result.objectives, fronts=result.fronts,
+        metrics=m, history=result.history, cost=cost, reference=result.reference, error_unit=unit,
+    ))  # fmt: skip
+
+
 def benchmark_file(cfg: SearchRunConfig) -> Path:
     from modnas_ops.search import benchmark_table_file
 
@@ -367,6 +394,7 @@ def run(cfg: SearchRunConfig) -> int:
             tracking.log_artifact(result.checkpoint, "checkpoint")
         tracking.set_tags({"search.fingerprint": result.fingerprint})
         tracking.set_description(_description(cfg, result))
+        tracking.log_text(_report(cfg, result), "report.html")
         fronts = result.fronts  # one row per (device, ray) or archived architecture, with its pref_* columns
         if "measured_latency_ms" in fronts:  # confirmed by the measured shortlist: the predictor's error there
             chosen = fronts[fronts["on_front"] & fronts["measured_latency_ms"].notna()]

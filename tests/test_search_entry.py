@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -79,6 +80,11 @@ def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_
     context = [{t.key: t.value for t in i.tags}["mlflow.data.context"] for i in run.inputs.dataset_inputs]
     inputs = {(i.dataset.name, c) for i, c in zip(run.inputs.dataset_inputs, context, strict=True)}
     assert inputs == {("digits", "training"), ("profile", "profiling")}
+    from tests.test_report import Page
+
+    page = Page()
+    page.feed(Path(tracking.download_artifacts(run.info.run_id, "report.html", tmp_path / "dl")).read_text())
+    assert [r[0] for r in page.tables["hv"][1:]] == ["cpu-ort-t1-b1", "cpu-ort-t1-b32"] and len(page.images) == 2
     for device in ("cpu-ort-t1-b1", "cpu-ort-t1-b32"):
         assert f"hv/{device}" in run.data.metrics
         assert run.data.metrics[f"remeasured_mape/{device}"] >= 0.0
