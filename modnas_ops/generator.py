@@ -34,6 +34,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .devices import Device, anchor_columns, anchor_embedding
+from .errors import UserError
 from .hypernetwork import HypernetworkBase, load_hypernetwork, save_hypernetwork
 from .pareto import preference_rays
 from .predictor import denormalise
@@ -52,6 +53,7 @@ LATENCY = "latency_ms"
 ERROR = "error"
 TOP_K = "top_k"  # optional input column: the shortlist size per row
 MAX_TOP_K = 64
+PREF_SUM_TOL = 1e-3  # preferences in a request must sum to 1 within this (4-digit rounding passes)
 
 
 # ---- column names ------------------------------------------------------------------------------------
@@ -196,13 +198,13 @@ def _check_anchor_rows(
 ) -> None:
     """ValueError naming the first row of (N, A) anchor values that is not finite, positive and spread."""
     if a.shape[1] != count:
-        raise ValueError(f"generator: {what} {labels[0]!r}: expected {count} anchor_{metric} values")
+        raise UserError(f"generator: {what} {labels[0]!r}: expected {count} anchor_{metric} values")
     bad = ~np.isfinite(a).all(axis=1)
     bad |= ~(a > 0).all(axis=1)
     bad |= np.ptp(np.where(np.isfinite(a), a, 0.0), axis=1) == 0
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise UserError(
             f"generator: {what} {labels[i]!r}: anchor_{metric} values must be finite, positive and not all "
             f"equal, got {a[i].tolist()}"
         )
@@ -320,12 +322,12 @@ class ParetoGenerator:
         """(preferences (N, M) on the simplex, {metric: anchors (N, 10)}); ValueError naming what is wrong
         (the optional ``top_k`` column is read by :meth:`_top_k`)."""
         if not isinstance(df, pd.DataFrame):
-            raise ValueError(f"generator input must be a pandas DataFrame, got {type(df).__name__}")
+            raise UserError(f"generator input must be a pandas DataFrame, got {type(df).__name__}")
         expected = self.input_columns
         missing = [c for c in expected if c not in df.columns]
         extra = [str(c) for c in df.columns if c not in expected and c != TOP_K]
         if missing or extra:
-            raise ValueError(
+            raise UserError(
                 f"generator input: missing columns {missing}, unexpected columns {extra}; expected "
                 f"{self._describe_columns()}"
             )
@@ -335,7 +337,7 @@ class ParetoGenerator:
             try:
                 values[c] = pd.to_numeric(df[c], errors="raise").to_numpy(dtype=np.float64)
             except (ValueError, TypeError):
-                raise ValueError(f"generator input: column {c!r} is not numeric") from None
+                raise UserError(f"generator input: column {c!r} is not numeric") from None
         anchors = {}
         for m in self.anchor_metrics:
             a = (
@@ -347,12 +349,12 @@ class ParetoGenerator:
             anchors[m] = a  # (N, 10)
         pcols = preference_columns(len(self.objectives))
         p = np.stack([values[c] for c in pcols], axis=1) if labels else np.zeros((0, len(pcols)))  # (N, M)
-        bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | ~(p.sum(axis=1) > 0)
+        bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | ~(np.abs(p.sum(axis=1) - 1.0) <= PREF_SUM_TOL)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
+            raise UserError(
                 f"generator: input row {labels[i]!r}: preferences {p[i].tolist()} must be finite, non-negative "
-                "and not all zero"
+                f"and sum to 1 (within {PREF_SUM_TOL})"
             )
         return p / p.sum(axis=1, keepdims=True), anchors
 
@@ -365,7 +367,7 @@ class ParetoGenerator:
         bad = ~np.isfinite(k) | (k != np.round(k)) | (k < 1) | (k > MAX_TOP_K)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
+            raise UserError(
                 f"generator: input row {df.index[i]!r}: top_k must be an integer in 1..{MAX_TOP_K}, "
                 f"got {df[TOP_K].iloc[i]!r}"
             )

@@ -255,7 +255,14 @@ class LibraryPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         # a DataFrame hint: MLflow infers no schema from it and validates against the logged signature instead
-        return self._model.predict(model_input)
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        from .errors import UserError
+
+        try:
+            return self._model.predict(model_input)
+        except UserError as e:  # bad input: HTTP 400 with our message when served, not "unexpected error"
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def _package_dir() -> str:

@@ -3,8 +3,10 @@ isolated MLflow store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,9 @@ def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_template
 
     db = tmp_path / "mlflow.db"
     shutil.copy(_mlflow_template_db, db)
+    with contextlib.closing(sqlite3.connect(db)) as con, con:  # experiment Default's artifacts under this test too
+        default = str(tmp_path / "mlruns" / "0")
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (default,))
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)

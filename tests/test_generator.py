@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from modnas_ops.devices import Device, anchor_columns, anchor_embedding
+from modnas_ops.errors import UserError
 from modnas_ops.generator import (
     ParetoGenerator,
     TableErrorModel,
@@ -90,7 +91,7 @@ def _generator(**kwargs) -> ParetoGenerator:
 
 def _input(gen: ParetoGenerator, n_prefs: int = 9) -> pd.DataFrame:
     theta = np.linspace(0.0, np.pi / 2, n_prefs)
-    prefs = 3.0 * np.stack([np.cos(theta) ** 2, np.sin(theta) ** 2], axis=1)  # not normalised; ends have a 0
+    prefs = np.stack([np.cos(theta) ** 2, np.sin(theta) ** 2], axis=1)  # on the simplex; ends have a 0
     return gen.make_input(prefs)
 
 
@@ -192,12 +193,12 @@ def test_columns_missing_or_extra_are_named() -> None:
         gen.predict(_input(gen).assign(pref_0="x"))
 
 
-@pytest.mark.parametrize("bad", [[0.0, 0.0], [-0.5, 1.0], [np.nan, 1.0], [-1.0, -1.0]])
+@pytest.mark.parametrize("bad", [[0.0, 0.0], [-0.5, 1.0], [np.nan, 1.0], [-1.0, -1.0], [0.5, 0.6], [3.0, 0.0]])
 def test_bad_preferences_name_the_row(bad: list[float]) -> None:
     gen = _generator()
     inp = _input(gen, n_prefs=3)
     inp.loc[1, preference_columns(2)] = bad
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(UserError) as excinfo:
         gen.predict(inp)
     assert "input row 1:" in _one_line(excinfo)
 
@@ -229,7 +230,7 @@ def test_energy_metric_is_denormalised_with_its_own_anchors() -> None:
     )
     lat_cols, energy_cols = anchor_columns("latency_ms", 10), anchor_columns("energy_mj", 10)
     assert gen.input_columns == [*lat_cols, *energy_cols, *preference_columns(3)]
-    out = gen.predict(gen.make_input([[1.0, 1.0, 1.0]]))
+    out = gen.predict(gen.make_input([[1 / 3, 1 / 3, 1 / 3]]))
     assert list(out.columns) == ["arch", "nb201_index", "pred_latency_ms", "pred_energy_mj"]
     g = SPACE.from_string(out["arch"][0])
     with torch.no_grad():
