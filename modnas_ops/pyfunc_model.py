@@ -1,7 +1,7 @@
 """The model file MLflow logs for every library pyfunc (MLflow's "models from code": no pickled object).
 
-At load time MLflow runs this file with ``modnas_ops`` on the path (logged as code); the model's
-``model_config["loader"]`` ("module:function") says which library object to build from the artifacts.
+At load time MLflow runs this file with ``modnas_ops`` on the path (logged as code); the model's ``loader``
+artifact ("module:function") says which library object to build from the other artifacts.
 """
 
 import mlflow

@@ -47,15 +47,15 @@ def _img(fig: Any, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str) -> str:
+def _table(header: Sequence[str] | None, rows: Sequence[Sequence[Any]], cls: str) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return "" if not np.isfinite(v) else f"{v:.4g}"
         return html.escape(str(v))
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "" if header is None else "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>"
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
 
 
 def _split_label(split: str) -> str:
@@ -66,7 +66,7 @@ def render_report(r: ReportInput) -> str:
     """The report as one HTML string."""
     m = r.metrics
     names = [d for d, _ in r.devices]
-    summary = _table(["", ""], [(k, v) for k, v in r.summary.items()], "summary")
+    summary = _table(None, [(k, v) for k, v in r.summary.items()], "summary")
     cost = _table(["cost", "count"], [(k, int(v)) for k, v in r.cost.items()], "cost")
     hv_rows = [
         (d, _split_label(s), m.get(f"hv/{d}", float("nan")), m.get(f"hv_ratio/{d}", float("nan")),

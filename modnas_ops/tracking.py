@@ -34,6 +34,8 @@ from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+LOADER_KEY = "loader"  # artifact of a library pyfunc: the "module:function" that builds the model
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
@@ -70,7 +72,9 @@ def start_run(
     Inside ``mlflow run`` the environment names the run (``MLFLOW_RUN_ID``) and ``mlflow.start_run`` resumes it.
     """
     if experiment and not nested and "MLFLOW_RUN_ID" not in os.environ:
-        mlflow.set_experiment(experiment)
+        exp = mlflow.set_experiment(experiment)
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # the UI then lays it out for model training, not GenAI
+            MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
     with sigterm_raises():
         run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
         try:
@@ -240,7 +244,7 @@ def set_description(text: str) -> None:
 
 
 class LibraryPyfunc(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper around a library object loaded by ``model_config["loader"]`` ("module:function").
+    """Pyfunc wrapper around a library object built by a loader ("module:function", the ``loader`` artifact).
 
     ``loader(artifacts: dict[str, str])`` returns an object with ``predict(pandas.DataFrame) -> DataFrame``;
     the library itself never imports mlflow. Logged from code (``modnas_ops/pyfunc_model.py``), not pickled.
@@ -250,7 +254,7 @@ class LibraryPyfunc(mlflow.pyfunc.PythonModel):
         self._model: Any = None
 
     def load_context(self, context: Any) -> None:
-        module, _, fn = str(context.model_config["loader"]).partition(":")
+        module, _, fn = Path(context.artifacts[LOADER_KEY]).read_text().strip().partition(":")
         self._model = getattr(importlib.import_module(module), fn)(dict(context.artifacts))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -308,12 +312,14 @@ def log_library_model(
     if optional_inputs:
         extra = [ColSpec(kind, name, required=False) for name, kind in optional_inputs.items()]
         signature = ModelSignature(Schema([*signature.inputs.inputs, *extra]), signature.outputs)
-    with _quiet_mlflow_internals():
+    tmp = tempfile.TemporaryDirectory()
+    loader_file = Path(tmp.name) / "loader.txt"
+    loader_file.write_text(loader)
+    with tmp, _quiet_mlflow_internals():
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(__file__).resolve().parent / "pyfunc_model.py"),
-            model_config={"loader": loader},
-            artifacts=dict(artifacts),
+            artifacts={**artifacts, LOADER_KEY: str(loader_file)},
             code_paths=[_package_dir()],
             signature=signature,
             input_example=input_example,
