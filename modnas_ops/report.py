@@ -53,7 +53,8 @@ def _table(header: Sequence[str] | None, rows: Sequence[Sequence[Any]], cls: str
             return "" if not np.isfinite(v) else f"{v:.4g}"
         return html.escape(str(v))
 
-    head = "" if header is None else "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header or ())
+    head = f"<thead><tr>{head}</tr></thead>" if header is not None else ""
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
     return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
 
