@@ -209,6 +209,8 @@ def _description(cfg: SearchRunConfig, result: Any) -> str:
         "Fronts: `fronts/fronts.csv` and `fronts/<device>.png`; the report: `report.html`; registered models: "
         f"`{cfg.generator_model_name or '-'}`, `{cfg.architectures_model_name or '-'}` (alias `{cfg.alias}`).",
         "",
+        "Per-epoch `hv/<device>` is the search's own estimate; its last step (= epochs) is the confirmed front's.",
+        "",
         "| device | split | hv | hv_ratio |",
         "|---|---|---|---|",
     ]
