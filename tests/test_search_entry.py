@@ -109,6 +109,7 @@ def test_bad_config_exits_2_before_any_run(mlflow_uri, capsys, profile_table):
     assert "remeasure_rounds must be >= 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a second real search (~5 s); the default run has the main one
 def test_search_on_an_image_folder_logs_it_as_the_dataset_input(mlflow_uri, tmp_path, profile_table, capsys):
     from mlflow.tracking import MlflowClient
 

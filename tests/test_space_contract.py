@@ -170,7 +170,7 @@ def test_search_finds_the_known_optimum_of_an_additive_world(space) -> None:
     emb[:, 0] = torch.tensor([0.0, 1.0])
     d = space.num_decisions
     devices = DeviceBatch(("dev0", "dev1"), emb, torch.zeros(2, 2), torch.full((2, 2), float(d)))
-    h = _hypernet(space)
+    h = _hypernet(space, hidden=8)  # a small device MLP: the mbv3 output layer is (E * K) x code wide
     arch = Architect(
         h, create_sampler("reinmax"), lambda x, batch=None: (x * err_cost).sum((1, 2)), pred,
         torch.optim.Adam(h.parameters(), lr=0.01), prefs_per_device=8, seed=0,
