@@ -218,7 +218,8 @@ def log_dataset(df: Any, name: str, source: str | Path | Mapping[str, str], cont
     """Log a pandas table as an MLflow dataset input of the active run (schema and profile from ``df``)."""
     import mlflow.data
 
-    dataset = mlflow.data.from_pandas(df, source=dataset_source(source), name=name)
+    with _quiet_mlflow_internals():
+        dataset = mlflow.data.from_pandas(df, source=dataset_source(source), name=name)
     mlflow.log_input(dataset, context=context)
 
 

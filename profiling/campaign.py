@@ -519,8 +519,10 @@ def run_campaign(
     config: CampaignConfig,
     build_network: NetworkBuilder | None = None,
     progress: bool = True,
+    archs: Sequence[ArchSpec] | None = None,
 ) -> CampaignResult:
-    """Profile the selected architectures on every device config, appending to ``config.output``.
+    """Profile the selected architectures (or ``archs``: a profiling agent's share of a team campaign) on
+    every device config, appending to ``config.output``.
 
     Device configs and the output path are checked before any work. Each chunk is measured and appended under
     the table's lock, after re-reading which of its pairs the table holds by then (another campaign on the same
@@ -534,9 +536,8 @@ def run_campaign(
         d.check_available()
     writer = TableWriter(config.output)
     host = platform.node()
-    archs = select_architectures(
-        space, config.num_archs, config.seed, config.stratified_fraction, config.anchors
-    )
+    if archs is None:
+        archs = select_architectures(space, config.num_archs, config.seed, config.stratified_fraction, config.anchors)
 
     def missing(chunk: Sequence[ArchSpec]) -> dict[DeviceConfig, list[ArchSpec]]:
         done = writer.keys()

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "true-front": ("projects.true_front", "exact Pareto fronts of a benchmark table, per device"),
     "predict-latency": ("projects.predict_latency", "a registered MetaPredictor's latency for architectures"),
     "train-supernet": ("projects.train_supernet", "pre-train the weight-sharing supernet"),
+    "profile-agent": ("projects.profile_agent", "join a team profiling campaign on the tracking server"),
+    "tracking-server": ("projects.tracking_server", "the team's mlflow server on PostgreSQL (+ basic auth)"),
 }
 
 

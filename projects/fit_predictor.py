@@ -30,6 +30,7 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--profile-table", default=None, help="profiling table CSV")
     parser.add_argument("--profile-run-id", default=None, help="MLflow run of projects/profile.py")
     parser.add_argument("--benchmark", default=None, help="NB201 table (.csv.gz) or its directory")
+    parser.add_argument("--campaign", default=None, help="team campaign on the tracking server (profile agents)")
     add_config_arguments(parser, DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     extra = [
@@ -38,6 +39,7 @@ def _main(argv: Sequence[str] | None) -> int:
             ("profile_table", args.profile_table),
             ("profile_run_id", args.profile_run_id),
             ("benchmark", args.benchmark),
+            ("campaign", args.campaign),
         )
         if value
     ]

@@ -20,6 +20,7 @@ class FitPredictorConfig:
     source: Literal["auto", "profile", "benchmark"] = "auto"  # auto: whichever is given, else a quick profile
     profile_table: str = ""  # profiling CSV (profiling/campaign.py format)
     profile_run_id: str = ""  # or: an MLflow run of projects/profile.py (its profile/*.csv artifact)
+    campaign: str = ""  # or: a team campaign on the tracking server (every agent's rows, profiling.team)
     benchmark: str = ""  # or: the NB201 table (.csv.gz or its directory; "" + source=benchmark: $MODNAS_NB201_TABLE)
     quick_profile_archs: int = 40  # no table given: profile this many sampled archs (+ anchors) first
     quick_profile_output: str = "outputs/profile.csv"  # where the quick profile writes (and resumes)
@@ -36,7 +37,7 @@ class FitPredictorConfig:
     run_name: str = "fit_predictor"
 
     def __post_init__(self) -> None:
-        given = [n for n in ("profile_table", "profile_run_id", "benchmark") if getattr(self, n)]
+        given = [n for n in ("profile_table", "profile_run_id", "campaign", "benchmark") if getattr(self, n)]
         if len(given) > 1:
             raise UserError(f"give at most one data source, got {', '.join(given)}")
         if self.source == "benchmark" and (self.profile_table or self.profile_run_id):
@@ -62,6 +63,17 @@ def _profile_rows(cfg: FitPredictorConfig) -> tuple[list[dict[str, Any]], str]:
     if cfg.profile_table:
         with bad_input(f"profile_table: {cfg.profile_table}"):
             return read_table(cfg.profile_table), str(cfg.profile_table)
+    if cfg.campaign:
+        import pandas as pd
+
+        from modnas_ops import tracking
+        from profiling import team
+
+        campaign = team.open_campaign(cfg.campaign)
+        rows = team.gather(campaign)
+        source = {"mlflow.source.name": f"runs:/{campaign.run_id}", "campaign": campaign.name}
+        tracking.log_dataset(pd.DataFrame(rows), name=f"campaign-{campaign.name}", source=source, context="profiling")
+        return rows, f"campaign {campaign.name} ({len(team.agent_runs(campaign))} agent runs)"
     if cfg.profile_run_id:
         from modnas_ops import tracking
 
