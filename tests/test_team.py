@@ -172,3 +172,44 @@ def test_agents_measure_every_pair_once_and_one_predictor_fits_them_all(server, 
         assert data.dataset.name == "campaign-team" and '"num_rows": 60' in data.dataset.profile
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_basic_auth_server_on_postgres_refuses_anonymous_and_hides_the_password(postgres, tmp_path) -> None:
+    import base64
+    import urllib.error
+
+    auth_db = postgres.rsplit("/", 1)[0] + "/mlflow_auth"
+    pg_port = postgres.split(":")[-1].split("/")[0]
+    psql = ["runuser", "-u", "postgres", "--", "psql", "-h", "127.0.0.1", "-p", pg_port, "-U", "postgres"]
+    subprocess.run([*psql, "-c", "CREATE DATABASE mlflow_auth"], check=True, capture_output=True)
+    port = _free_port()
+    password = "a-long-admin-password-1"
+    env = {**_env("unused"), "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32}
+    cmd = [sys.executable, "-m", "projects.tracking_server", "--backend-store-uri", postgres,
+           "--artifacts-destination", str(tmp_path / "a"), "--port", str(port), "--workers", "1", "--auth",
+           "--auth-database-uri", auth_db]  # fmt: skip
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                pytest.fail("an anonymous request was answered")
+            except urllib.error.HTTPError as e:
+                assert e.code == 401
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+        token = base64.b64encode(f"admin:{password}".encode()).decode()
+        req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert password not in cmdline and password not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
