@@ -72,11 +72,13 @@ def start_run(
     Inside ``mlflow run`` the environment names the run (``MLFLOW_RUN_ID``) and ``mlflow.start_run`` resumes it.
     """
     if experiment and not nested and "MLFLOW_RUN_ID" not in os.environ:
-        exp = mlflow.set_experiment(experiment)
-        if EXPERIMENT_KIND_TAG not in exp.tags:  # the UI then lays it out for model training, not GenAI
-            MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
+        mlflow.set_experiment(experiment)
     with sigterm_raises():
         run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
+        client = MlflowClient()
+        if EXPERIMENT_KIND_TAG not in client.get_experiment(run.info.experiment_id).tags:
+            # the UI then lays the experiment out for model training, not GenAI (also under ``mlflow run``)
+            client.set_experiment_tag(run.info.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
         try:
             if config is not None:
                 log_config(config)

@@ -127,6 +127,7 @@ def test_agents_measure_every_pair_once_and_one_predictor_fits_them_all(server, 
     agents = {  # agent id -> device; two agents share cpu-ort-t1-b1 and must split its chunks
         "b1-a": DEVICES[0], "b1-b": DEVICES[0], "t2": DEVICES[1], "b32": DEVICES[2],
     }  # fmt: skip
+    started = time.monotonic()
     procs = {a: _agent(server, d, a, tmp_path / "work", tmp_path / f"{a}.log") for a, d in agents.items()}
     deadline = time.monotonic() + 300
     while "logged" not in (tmp_path / "b32.log").read_text():  # kill b32 once it has logged a chunk
@@ -157,6 +158,11 @@ def test_agents_measure_every_pair_once_and_one_predictor_fits_them_all(server, 
         assert all(owners[(DEVICES[2], j)] == "b32" for j in chunks)
         statuses = {r.data.tags[team.AGENT_TAG]: r.info.status for r in team.agent_runs(campaign)}
         assert statuses == dict.fromkeys(agents, "FINISHED")
+        for r in team.agent_runs(campaign):  # the README's throughput figures (pytest -s shows them)
+            m = r.data.metrics
+            print(f"agent {r.data.tags[team.AGENT_TAG]}: {m.get('pairs_logged', 0):.0f} pairs, "
+                  f"{m.get('pairs_per_min', 0):.1f} pairs/min, {m.get('agent_seconds', 0):.1f} s (last start)")
+        print(f"campaign: {len(rows)} pairs from {len(agents)} agents in {time.monotonic() - started:.1f} s")
 
         fit = subprocess.run(
             [sys.executable, "-m", "projects.fit_predictor", "--campaign", "team", "--set", "predictor.epochs=30",
