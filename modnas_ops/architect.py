@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .data import cross_entropy
+from .distributed import DeviceShard
 from .hypernetwork import HypernetworkBase
 from .mgd import combine
 from .registry import Registry
@@ -327,7 +328,7 @@ class Architect:
         return losses, objs
 
     def _losses(
-        self, devices: DeviceBatch, batch: Any, split: bool
+        self, devices: DeviceBatch, batch: Any, split: bool, rows: Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(losses (T,), objectives (T, B, M), surrogates (T,)). ``split``: the objectives are evaluated on a
         detached copy of the sampled architectures and their gradient w.r.t. it taken in ONE backward (each
@@ -335,13 +336,19 @@ class Architect:
         row's own); surrogate_i = <arch_i, dL_i/d arch_i> + the terms of L_i on the logits has L_i's gradient
         w.r.t. the hypernetwork, and its per-device backward never re-enters the error term's graph (a
         per-device backward through a batched graph would run every device's supernet graph again, with
-        zero gradients: T x the cost). Without ``split`` the surrogates are the losses."""
+        zero gradients: T x the cost). Without ``split`` the surrogates are the losses.
+        ``rows``: evaluate only these devices (a rank's shard), after drawing every device's samples, so the
+        random streams advance as for all T; the outputs then have len(rows) rows."""
         t, b = len(devices.names), self.prefs_per_device
         r = self.sample_preferences(t * b, devices.embeddings.device)  # (T*B, M)
         emb = devices.embeddings.repeat_interleave(b, dim=0)  # (T*B, D)
         lo = devices.lo.repeat_interleave(b, dim=0)  # (T*B, M)
         hi = devices.hi.repeat_interleave(b, dim=0)  # (T*B, M)
         logits, arch = self.sample_architectures(r, emb)  # (T*B, E, K) each
+        if rows is not None:  # this rank's devices only: (T_r*B, ...)
+            keep = torch.as_tensor([i * b + j for i in rows for j in range(b)], device=r.device)
+            r, emb, lo, hi, logits, arch = (x[keep] for x in (r, emb, lo, hi, logits, arch))
+            t = len(rows)
         leaf = arch.detach().requires_grad_() if split else arch
         objs = self.objectives(leaf, emb, lo, hi, batch)  # (T*B, M)
         per_row = self.scalarise(objs, r)  # (T*B,)
@@ -381,8 +388,9 @@ class Architect:
         return torch.stack([flat_grad(losses[i], params, retain_graph=i < t - 1) for i in range(t)])
 
     # ---- steps ---------------------------------------------------------------------------------------
-    def hypernet_step(self, devices: DeviceBatch, batch: Any = None) -> StepStats:
-        """One MGD step of the hypernetwork over ``devices`` (error term evaluated on ``batch``)."""
+    def hypernet_step(self, devices: DeviceBatch, batch: Any = None, shard: DeviceShard | None = None) -> StepStats:
+        """One MGD step of the hypernetwork over ``devices`` (error term evaluated on ``batch``); with
+        ``shard`` this rank evaluates its devices and all-gathers the rest (:mod:`.distributed`)."""
         if devices.num_objectives != self.num_objectives:
             raise ValueError(
                 f"Architect: devices carry bounds for {devices.num_objectives} objectives, "
@@ -391,8 +399,11 @@ class Architect:
         self.hypernetwork.train()
         params = self.params
         # batched_grads: one vectorised backward of the whole graph already; else split at the architecture
-        losses, objs, surrogate = self._losses(devices, batch, split=not self.batched_grads)  # (T,), (T, B, M), (T,)
-        g = self.per_device_gradients(surrogate)  # (T, P)
+        rows = None if shard is None else shard.devices(len(devices.names))
+        losses, objs, surrogate = self._losses(devices, batch, split=not self.batched_grads, rows=rows)
+        g = self.per_device_gradients(surrogate)  # (T, P); a rank's (T_r, P)
+        if shard is not None:  # every device's gradient, loss and objectives, in device order, on every rank
+            g, losses, objs = shard.gather(g, losses.detach(), objs.detach(), num_devices=len(devices.names))
         result = combine(
             g,
             mode=self.combine_mode,

@@ -4,7 +4,8 @@ one direction that does not increase any task's loss to first order.
 The MGD direction is the min-norm element of the convex hull of the gradients,
 ``d = sum_t alpha_t g_t`` with ``alpha = argmin_{alpha in simplex} ||sum_t alpha_t g_t||^2``; at the optimum
 ``g_t . d >= ||d||^2 >= 0`` for every t, so stepping along ``-d`` decreases (or keeps) every loss.
-T = 2 has a closed form; T > 2 uses Frank-Wolfe on the Gram matrix. Everything is pure torch.
+T = 2 has a closed form; T > 2 uses Frank-Wolfe on the (T, T) Gram matrix (numpy on the host; the
+Gram matrix itself is one torch matmul on the gradients' device).
 
 Combination modes (registry, for ablations): ``mgd``, ``mean``, ``sequential`` (one step per gradient).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .registry import Registry
@@ -55,54 +57,54 @@ def frank_wolfe(gram: torch.Tensor, max_iter: int = 250, tol: float = 1e-6) -> t
 
     Frank-Wolfe with away steps (linear convergence on the simplex) and exact line search, started at the
     best of the uniform point and the closed-form optimum of every pair; stops when the Frank-Wolfe duality
-    gap falls below ``tol`` times max |G| or after ``max_iter`` iterations.
+    gap falls below ``tol`` times max |G| or after ``max_iter`` iterations. The (T, T) problem is solved in
+    float64 numpy on the host (hundreds of tiny steps: torch's per-op overhead would dominate) and alpha is
+    returned on the Gram matrix's device and dtype.
     """
     if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or gram.shape[0] < 1:
         raise ValueError(f"frank_wolfe: expected a square (T, T) Gram matrix, got {tuple(gram.shape)}")
     t = gram.shape[0]
     if t == 1:
         return torch.ones(1, dtype=gram.dtype, device=gram.device)
-    scale = gram.abs().max().clamp_min(_EPS)
-    alpha = torch.full((t,), 1.0 / t, dtype=gram.dtype, device=gram.device)
+    g = gram.detach().double().cpu().numpy()  # (T, T)
+    scale = max(float(np.abs(g).max()), _EPS)
+    alpha = np.full(t, 1.0 / t)
     # best pair (closed form for every pair at once): min over i < j of ||(1 - g) v_i + g v_j||^2
-    diag = torch.diagonal(gram)
+    diag = np.diagonal(g)
     gii, gjj = diag[:, None], diag[None, :]  # (T, 1), (1, T)
-    denom = gii + gjj - 2.0 * gram  # (T, T)
+    denom = gii + gjj - 2.0 * g  # (T, T)
     safe = denom > _EPS
-    ratio = (gii - gram) / torch.where(safe, denom, torch.ones_like(denom))
-    gamma = torch.where(safe, ratio, 0.0).clamp(0, 1)
-    value = (1 - gamma) ** 2 * gii + 2 * gamma * (1 - gamma) * gram + gamma**2 * gjj  # (T, T)
-    value = value.masked_fill(torch.eye(t, dtype=torch.bool, device=gram.device), torch.inf)
-    flat = int(torch.argmin(value))
-    i, j = divmod(flat, t)
-    if value[i, j] < alpha @ gram @ alpha:
-        alpha = torch.zeros_like(alpha)
+    gamma = np.clip(np.where(safe, (gii - g) / np.where(safe, denom, 1.0), 0.0), 0.0, 1.0)
+    value = (1 - gamma) ** 2 * gii + 2 * gamma * (1 - gamma) * g + gamma**2 * gjj  # (T, T)
+    np.fill_diagonal(value, np.inf)
+    i, j = divmod(int(np.argmin(value)), t)
+    if value[i, j] < alpha @ g @ alpha:
+        alpha = np.zeros(t)
         alpha[i] += 1 - gamma[i, j]
         alpha[j] += gamma[i, j]
-    eye = torch.eye(t, dtype=gram.dtype, device=gram.device)
+    eye = np.eye(t)
     for _ in range(max_iter):
-        grad = gram @ alpha  # (T,) half the gradient of alpha^T G alpha
-        current = alpha.dot(grad)
-        k = int(torch.argmin(grad))
+        grad = g @ alpha  # (T,) half the gradient of alpha^T G alpha
+        current = float(alpha @ grad)
+        k = int(np.argmin(grad))
         fw_gap = current - grad[k]
         if fw_gap <= tol * scale:
             break
-        support = alpha > 0
-        a = int(torch.argmax(torch.where(support, grad, torch.full_like(grad, -torch.inf))))
+        a = int(np.argmax(np.where(alpha > 0, grad, -np.inf)))
         away_gap = grad[a] - current
         if fw_gap >= away_gap:
             direction, gamma_max = eye[k] - alpha, 1.0
         else:  # move mass away from the worst vertex in the support
             direction = alpha - eye[a]
             gamma_max = float(alpha[a] / (1 - alpha[a])) if alpha[a] < 1 else 1.0
-        curvature = direction @ gram @ direction
+        curvature = float(direction @ g @ direction)
         if curvature <= _EPS:
-            gamma = gamma_max
+            step = gamma_max
         else:
-            gamma = float((-(direction.dot(grad)) / curvature).clamp(0.0, gamma_max))
-        alpha = (alpha + gamma * direction).clamp_min(0.0)
+            step = float(np.clip(-(direction @ grad) / curvature, 0.0, gamma_max))
+        alpha = np.clip(alpha + step * direction, 0.0, None)
         alpha = alpha / alpha.sum()
-    return alpha
+    return torch.as_tensor(alpha, dtype=gram.dtype, device=gram.device)
 
 
 def min_norm_coefficients(grads: torch.Tensor, max_iter: int = 250, tol: float = 1e-6) -> torch.Tensor:

@@ -55,6 +55,7 @@ from .config import (
     check_torch_device,
     config_to_dict,
 )
+from .distributed import DeviceShard
 from .errors import UserError
 from .hypernetwork import HypernetworkBase, create_hypernetwork
 from .objectives import (
@@ -585,6 +586,7 @@ def run_search(
     run_id: str = "",
     on_resume: Callable[[dict[str, Any]], None] | None = None,
     measure: Measure | None = None,
+    shard: DeviceShard | None = None,
     **inject: Any,
 ) -> SearchResult:
     """Run (or resume) the search ``cfg`` describes; ``on_epoch(epoch, metrics)`` after each epoch's
@@ -690,7 +692,7 @@ def run_search(
         for _ in tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress):
             batch = objective.before_hypernet_step(architect, train_devices)
             if not objective.hypernet_frozen:
-                stats = architect.hypernet_step(train_devices, batch)
+                stats = architect.hypernet_step(train_devices, batch, shard=shard)
                 losses.append(float(np.mean(list(stats.loss.values()))))
                 scheduler.step()
         epoch_metrics: dict[str, float] = {"epoch": float(epoch), **objective.extra_metrics()}
@@ -704,7 +706,12 @@ def run_search(
                 add_to_archive(archive, fronts, space, epoch)
         epoch_metrics["wall_time_s"] = time.perf_counter() - start
         history.append(epoch_metrics)
-        if ckpt_path is not None:
+        if shard is not None:  # every rank took the same steps: equal copies, or a loud error
+            shard.check_in_sync(hypernet.parameters(), "the hypernetwork")
+            supernet = objective.trained_supernet()
+            if supernet is not None:
+                shard.check_in_sync(supernet.parameters(), "the supernet weights")
+        if ckpt_path is not None and (shard is None or shard.rank == 0):  # rank 0 checkpoints
             save_checkpoint(
                 ckpt_path,
                 {

@@ -346,14 +346,37 @@ def _register(cfg: SearchRunConfig, result: Any, fronts: Any) -> None:
         print(f"registered {len(versions)} chosen subnets as ONNX in {cfg.architectures_model_name}")
 
 
+def _follow(cfg: SearchRunConfig, shard: Any) -> int:
+    """A rank > 0 of a distributed search: the same search on its share of the devices; it logs, registers
+    and checkpoints nothing (rank 0 does)."""
+    import torch
+
+    from modnas_ops.search import run_search
+
+    inject: dict[str, Any] = {}
+    if cfg.search.mode == "supernet":
+        got: list[Any] = [None]
+        torch.distributed.broadcast_object_list(got, src=0)  # rank 0's profiling rows
+        inject["profile_rows"] = got[0]
+    run_search(cfg.search, progress=False, shard=shard, **inject)
+    return 0
+
+
 def run(cfg: SearchRunConfig) -> int:
     """Preflight, then the search as one MLflow run; prints the per-device summary."""
     _load_dataset.cache_clear()  # the data as it is now (files may have changed since an earlier run here)
     _preflight(cfg)
 
+    import torch
+
     from modnas_ops import tracking
+    from modnas_ops.distributed import from_environment
     from modnas_ops.hypernetwork import save_hypernetwork
     from modnas_ops.search import run_search
+
+    shard = from_environment(torch.device(cfg.search.device))  # under torchrun: this rank's devices
+    if shard is not None and shard.rank != 0:
+        return _follow(cfg, shard)
 
     out = Path(cfg.output_dir)
     with tracking.start_run(cfg.run_name, cfg, experiment=cfg.experiment) as run:
@@ -362,6 +385,8 @@ def run(cfg: SearchRunConfig) -> int:
             rows, source = _profile_rows(cfg)
             inject["profile_rows"] = rows
             tracking.set_tags({"data.profile": source})
+            if shard is not None:  # the other ranks search on the same table
+                torch.distributed.broadcast_object_list([rows], src=0)
         tracking.set_tags({"search.mode": cfg.search.mode, "space": cfg.search.space})
         _log_inputs(cfg, inject.get("profile_rows"), tracking.active_run_id())
 
@@ -380,7 +405,10 @@ def run(cfg: SearchRunConfig) -> int:
 
         if cfg.search.mode == "supernet" and cfg.remeasure_rounds:
             inject["measure"] = _ort_measure(cfg)
-        result = run_search(cfg.search, on_epoch=on_epoch, run_id=run.info.run_id, on_resume=on_resume, **inject)
+        if shard is not None:
+            tracking.set_tags({"distributed.world_size": shard.world_size})
+        result = run_search(cfg.search, on_epoch=on_epoch, run_id=run.info.run_id, on_resume=on_resume, shard=shard,
+                            **inject)  # fmt: skip
         tracking.log_metrics(result.metrics, step=cfg.search.epochs)
         tracking.log_table(result.fronts, "fronts/fronts.csv")
         out.mkdir(parents=True, exist_ok=True)
