@@ -13,7 +13,11 @@ import torch
 pytestmark = pytest.mark.slow  # two spawned processes, ~25 s
 
 
-def _search(cfg_over: dict, shard=None, checkpoint_dir: str = ""):
+class _Kill(Exception):
+    """Stands in for a kill after an epoch's checkpoint."""
+
+
+def _search(cfg_over: dict, shard=None, checkpoint_dir: str = "", on_epoch=None):
     from modnas_ops.search import run_search
     from tests.test_search import ExactPredictor, _bench_cfg, make_world
 
@@ -22,7 +26,8 @@ def _search(cfg_over: dict, shard=None, checkpoint_dir: str = ""):
     if checkpoint_dir:
         over["checkpoint_dir"] = checkpoint_dir
     predictor = ExactPredictor(table, costs)
-    return run_search(_bench_cfg(**over), progress=False, shard=shard, table=table, predictor=predictor)
+    return run_search(_bench_cfg(**over), progress=False, shard=shard, table=table, predictor=predictor,
+                      on_epoch=on_epoch)  # fmt: skip
 
 
 def _rank(rank: int, world: int, init: str, out: str) -> None:
@@ -61,3 +66,40 @@ def test_two_ranks_equal_one_rank(tmp_path) -> None:
         for k in (k for k in one.metrics if k.startswith("hv/")):
             assert got["metrics"][k] == pytest.approx(one.metrics[k], rel=1e-6), k
     assert len(list((tmp_path / "ckpt").rglob("*.pt"))) == 1  # one checkpoint, rank 0's
+
+
+def _killed_then_resumed(rank: int, world: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from modnas_ops.distributed import DeviceShard
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        shard, ckpt = DeviceShard(rank, world), str(Path(out) / "ckpt")
+
+        def die(epoch, metrics):
+            raise _Kill
+
+        try:
+            _search({}, shard=shard, checkpoint_dir=ckpt, on_epoch=die)  # every rank stops after epoch 0
+        except _Kill:
+            pass
+        dist.barrier()  # rank 0's checkpoint of epoch 0 is written
+        epochs = []
+        res = _search({}, shard=shard, checkpoint_dir=ckpt, on_epoch=lambda e, m: epochs.append(e))
+        torch.save({"hypernet": res.hypernetwork.state_dict(), "epochs": epochs}, Path(out) / f"resumed{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_killed_two_rank_search_resumes_from_rank_0s_checkpoint(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    one = _search({})
+    mp.spawn(_killed_then_resumed, args=(2, f"file://{tmp_path / 'rendezvous'}", str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"resumed{rank}.pt", weights_only=True)
+        assert got["epochs"] == [1]  # epoch 0 came from the checkpoint
+        for k, v in one.hypernetwork.state_dict().items():
+            torch.testing.assert_close(got["hypernet"][k], v, rtol=1e-4, atol=1e-6, msg=f"rank {rank}: {k}")
