@@ -119,15 +119,11 @@ class DataSplits:
     source: str = ""  # the file or folder read, or "" where code generates the data (``name`` says which)
 
     def digest(self) -> str:
-        """SHA-256 of every split's tensors (dtype, shape and bytes): the data's identity for the run's inputs."""
-        import hashlib
+        """SHA-256 of the splits (every tensor's dtype, shape and bytes, and the fields): the data's identity
+        for the run's inputs, as the search fingerprints it (:func:`modnas_ops.search.content_hash`)."""
+        from .search import content_hash
 
-        h = hashlib.sha256()
-        for split in (self.train, self.valid, self.test):
-            for t in split.tensors:
-                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-                h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return content_hash(self)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}

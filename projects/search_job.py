@@ -253,17 +253,17 @@ def benchmark_file(cfg: SearchRunConfig) -> Path:
     return benchmark_table_file(cfg.search)
 
 
-def _log_inputs(cfg: SearchRunConfig, profile_rows: Any, run_id: str) -> None:
+def _log_inputs(cfg: SearchRunConfig, profile_rows: Any) -> None:
     """The run's dataset inputs, by reference (source + content digest): the benchmark table, or the supernet's
     data splits (context ``training``) and the profiling table (context ``profiling``)."""
-    import hashlib
     import json
 
     from modnas_ops import tracking
+    from modnas_ops.search import content_hash, file_hash
 
     if cfg.search.mode == "benchmark":
         table = benchmark_file(cfg)
-        digest = hashlib.sha256(table.read_bytes()).hexdigest()
+        digest = file_hash(table, "search.benchmark.table")
         tracking.log_dataset_reference(table.name.split(".")[0], table, digest, context="benchmark")
         return
     data = _dataset(cfg)
@@ -272,7 +272,7 @@ def _log_inputs(cfg: SearchRunConfig, profile_rows: Any, run_id: str) -> None:
             "classes": data.num_classes, "task": data.task.name}  # fmt: skip
     tracking.log_dataset_reference(data.name, source, data.digest(), context="training", tags=tags)
     if profile_rows is not None:
-        digest = hashlib.sha256(json.dumps(profile_rows, sort_keys=True, default=str).encode()).hexdigest()
+        digest = content_hash(profile_rows)
         where = cfg.profile_table or cfg.quick_profile_output
         tracking.log_dataset_reference(
             "profile", where if not cfg.profile_run_id else {"mlflow.source.name": f"runs:/{cfg.profile_run_id}"},
@@ -388,7 +388,7 @@ def run(cfg: SearchRunConfig) -> int:
             if shard is not None:  # the other ranks search on the same table
                 torch.distributed.broadcast_object_list([rows], src=0)
         tracking.set_tags({"search.mode": cfg.search.mode, "space": cfg.search.space})
-        _log_inputs(cfg, inject.get("profile_rows"), tracking.active_run_id())
+        _log_inputs(cfg, inject.get("profile_rows"))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             tracking.log_metrics(metrics, step=epoch)
