@@ -6,10 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,40 +16,20 @@ import numpy as np
 import pytest
 import torch
 
+from tests.servers import free_port, running
+
 pytestmark = pytest.mark.slow  # each server takes ~10 s to start
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def served(model_uri: str, log: Path) -> Iterator[str]:
     """``mlflow models serve`` of ``model_uri`` on 127.0.0.1 (this environment, no conda / virtualenv)."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, log.read_text()[-3000:]
-                try:
-                    with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                pytest.fail(f"server not ready after 120 s:\n{log.read_text()[-3000:]}")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    url = f"http://127.0.0.1:{port}"
+    with running(cmd, log, f"{url}/ping", env=os.environ.copy()):
+        yield url
 
 
 def post(url: str, payload: dict) -> tuple[int, dict]:

@@ -11,16 +11,16 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, running
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVICES = ("cpu-ort-t1-b1", "cpu-ort-t2-b1", "cpu-ort-t1-b32")
 CAMPAIGN = ["--set", "num_archs=10", "--set", "rounds=3", "--set", "repeats=2", "--set", "chunk_size=2",
             "--set", "energy=false", "--set", "max_seconds=5"]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pg_bin() -> Path | None:
@@ -55,7 +49,7 @@ def postgres() -> Iterator[str]:
         pytest.skip("no postgres user on this machine")
     data = Path(tempfile.mkdtemp(prefix="modnas-pg-"))
     shutil.chown(data, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "-E", "UTF8",
                     "--locale=C.UTF-8", "-A", "trust"], check=True, capture_output=True)  # fmt: skip
@@ -75,27 +69,12 @@ def postgres() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("team-server")
-    port = _free_port()
-    log = root / "server.log"
+    port = free_port()
     cmd = [sys.executable, "-m", "projects.tracking_server", "--backend-store-uri", postgres,
            "--artifacts-destination", str(root / "artifacts"), "--port", str(port), "--workers", "2"]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.5)
+    with running(cmd, root / "server.log", f"{url}/health", cwd=ROOT):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _env(server: str) -> dict[str, str]:
@@ -188,34 +167,21 @@ def test_basic_auth_server_on_postgres_refuses_anonymous_and_hides_the_password(
     pg_port = postgres.split(":")[-1].split("/")[0]
     psql = ["runuser", "-u", "postgres", "--", "psql", "-h", "127.0.0.1", "-p", pg_port, "-U", "postgres"]
     subprocess.run([*psql, "-c", "CREATE DATABASE mlflow_auth"], check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     password = "a-long-admin-password-1"
     env = {**_env("unused"), "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32}
     cmd = [sys.executable, "-m", "projects.tracking_server", "--backend-store-uri", postgres,
            "--artifacts-destination", str(tmp_path / "a"), "--port", str(port), "--workers", "1", "--auth",
            "--auth-database-uri", auth_db]  # fmt: skip
     log = tmp_path / "server.log"
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                pytest.fail("an anonymous request was answered")
-            except urllib.error.HTTPError as e:
-                assert e.code == 401
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.5)
+    with running(cmd, log, url, env=env, cwd=ROOT) as proc:
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(url, timeout=10)
+        assert anonymous.value.code == 401  # an anonymous request is refused
         token = base64.b64encode(f"admin:{password}".encode()).decode()
         req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.status == 200
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
         assert password not in cmdline and password not in log.read_text()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
