@@ -10,11 +10,12 @@ normalisation: hv_ratio = HV(found front) / HV(true front). ``model_opt`` is the
 optima of the search's own models (surrogate + predictor) over all 15,625 architectures: the ceiling of a
 perfect hypernetwork, which separates model error from search error; ``pred_opt`` the same with the TRUE
 error and predicted latency: the ceiling the MetaPredictor alone sets.
-With ``search.shortlist`` (on in that config) the fronts are then confirmed by measurement: per device
-and ray the shortlist's candidates are looked up in the table (each lookup counted as one measurement) and
-the front is the measured non-dominated set; ``zs/pred`` is the ratio before that (zero-shot on the test
-devices: anchors only), ``meas`` the measurements. ``--k-curve`` re-confirms the same search with other
-shortlist sizes and prints k vs HV vs cost (cost = accuracy queries + anchors + measurements).
+With ``search.shortlist`` (on in that config) the fronts are then confirmed by measurement: per device the
+shortlist's candidates are looked up in the table (each lookup counted as one measurement) and the front is
+the measured non-dominated set; ``zs/pred`` is the ratio before that (zero-shot on the test devices: anchors
+only), ``meas`` the measurements. ``--k-curve`` re-confirms the same search with other measurement budgets
+k per device (of them ``adaptive`` chosen one at a time) and prints k vs HV vs cost (cost = accuracy queries
++ anchors + measurements).
 Targets (#16): hv_ratio >= 0.99 on every train device and >= 0.985 on every test device with at most 48
 measurements per device.
 """
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--targets-json", default=None, metavar="FILE",
                    help="write hv per device (seed mean) + num_queries for bench_baselines")  # fmt: skip
-    p.add_argument("--k-curve", default="0,1,2:8,4:16,6:24,8:32", metavar="K[:POOL],...",
-                   help="shortlist sizes (k, generator pool) to re-confirm each search with; '' = none")  # fmt: skip
+    p.add_argument("--k-curve", default="0,8:4,16:8,24:12,32:16,48:24", metavar="K[:ADAPTIVE],...",
+                   help="measurements per device (of them adaptive; default half) to re-confirm each "
+                        "search with, other shortlist settings kept; 0 = the predicted front; '' = none")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a search field, e.g. --set search.epochs=4")  # fmt: skip
     args = p.parse_args(argv)
@@ -137,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     if curve_points:
         print(f"\nk vs HV vs cost (the same search(es) re-confirmed; front rule {cfg.shortlist.front!r}; mean over "
               f"{len(seeds)} seed(s); cost = accuracy queries + anchors + measurements):")  # fmt: skip
-        print(f"{'k':>3} {'pool':>5} {'meas/dev':>9} {'max':>5} {'train min':>10} {'test min':>9} {'cost':>7}")
-        for (k, *pool), rows in curve.items():
+        print(f"{'k':>3} {'adaptive':>8} {'meas/dev':>9} {'max':>5} {'train min':>10} {'test min':>9} {'cost':>7}")
+        for (k, adaptive), rows in curve.items():
             a = np.asarray(rows)  # (seeds, 5): mean meas, max meas, train min, test min, cost
-            print(f"{k:>3} {(pool[0] if pool else k) if k else 0:>5} {a[:, 0].mean():>9.1f} {a[:, 1].max():>5.0f} "
+            print(f"{k:>3} {adaptive:>8} {a[:, 0].mean():>9.1f} {a[:, 1].max():>5.0f} "
                   f"{a[:, 2].mean():>10.4f} {a[:, 3].mean():>9.4f} {a[:, 4].mean():>7.0f}")  # fmt: skip
     if args.targets_json:
         targets = {
@@ -155,20 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _curve_points(p: argparse.ArgumentParser, text: str) -> list[tuple[int, ...]]:
-    """``--k-curve`` as (k[, pool]) tuples; a usage error naming the bad entry otherwise."""
+def _curve_points(p: argparse.ArgumentParser, text: str) -> list[tuple[int, int]]:
+    """``--k-curve`` as (k, adaptive) pairs (adaptive default k // 2); a usage error naming the bad entry."""
     from modnas_ops.config import FieldError
     from modnas_ops.shortlist import ShortlistConfig
 
     points = []
     for item in (x.strip() for x in text.split(",") if x.strip()):
         try:
-            point = tuple(int(x) for x in item.split(":"))
-            if not 1 <= len(point) <= 2:
-                raise ValueError("k or k:pool")
-            ShortlistConfig(k=point[0], pool=point[1] if len(point) > 1 else 0)
+            parts = [int(x) for x in item.split(":")]
+            if not 1 <= len(parts) <= 2:
+                raise ValueError("k or k:adaptive")
+            point = (parts[0], parts[1] if len(parts) > 1 else parts[0] // 2)
+            ShortlistConfig(k=1, max_per_device=point[0], adaptive=point[1])
         except (ValueError, FieldError) as e:
-            p.error(f"--k-curve: entry {item!r} is not k or k:pool with pool >= k >= 0 ({e})")
+            p.error(f"--k-curve: entry {item!r} is not k or k:adaptive with k >= adaptive >= 0 ({e})")
         points.append(point)
     return points
 
@@ -179,9 +182,10 @@ def _before(m: dict[str, float], d: Any) -> float:
     return m.get(f"hv_ratio_{key}/{d.name}", m[f"hv_ratio/{d.name}"])
 
 
-def _confirm_at(res: Any, point: tuple[int, ...], cfg: Any, anchors: int) -> tuple[float, float, float, float, float]:
+def _confirm_at(res: Any, point: tuple[int, int], cfg: Any, anchors: int) -> tuple[float, float, float, float, float]:
     """(mean and max measurements per device, train min and test min hv_ratio, total cost) of the search's
-    fronts confirmed with shortlist k[, pool] (k = 0: the fronts before confirmation)."""
+    fronts confirmed with at most k measurements per device, ``adaptive`` of them one at a time (k = 0: the
+    fronts before confirmation). Every point measures afresh: what an earlier point measured is forgotten."""
     import dataclasses
 
     import torch
@@ -193,13 +197,15 @@ def _confirm_at(res: Any, point: tuple[int, ...], cfg: Any, anchors: int) -> tup
         ratios = {d.name: _before(m, d) for d in res.devices}
         counts = dict.fromkeys(ratios, 0.0)
     else:
-        sl = dataclasses.replace(cfg.shortlist, k=point[0], pool=point[1] if len(point) > 1 else 0)
+        sl = dataclasses.replace(cfg.shortlist, max_per_device=point[0], adaptive=point[1])
+        saved = res.objective.forget_measurements()
+        dev = torch.device(cfg.device)
         _, after, _ = confirm_fronts(
-            res.objective, res.hypernetwork, res.rays, torch.device(cfg.device), sl, res.scalarise,
-            res.unconfirmed_fronts,
+            res.objective, res.hypernetwork, res.rays, dev, sl, res.scalarise, res.unconfirmed_fronts
         )
+        res.objective.restore_measurements(saved)
         ratios = {d.name: after[f"hv_ratio/{d.name}"] for d in res.devices}
-        counts = {d.name: after.get(f"shortlist/{d.name}", 0.0) for d in res.devices}
+        counts = {d.name: after.get(f"measurements/{d.name}", 0.0) for d in res.devices}
     train = [ratios[d.name] for d in res.devices if d.split == "train"]
     test = [ratios[d.name] for d in res.devices if d.split == "test"] or [float("nan")]
     c = list(counts.values())

@@ -1,10 +1,12 @@
 """Fronts confirmed by measurement (modnas_ops/shortlist.py): the generator's k most probable genotypes
 (exact against brute force), the confirmed front on the synthetic NB201 world (every architecture measured and
 every error known: exactly the true front), a wrong predictor corrected by measurement, the cap, the metrics,
-and supernet mode with an injected measurement."""
+predicted layers with adaptive picks, the optimistic correction and farthest-point thinning (exact answers),
+the search's units, and supernet mode with an injected measurement."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 
 import numpy as np
@@ -12,9 +14,11 @@ import pytest
 import torch
 
 from modnas_ops.config import FieldError
+from modnas_ops.objectives.base import SearchDevice
+from modnas_ops.predictor import denormalise
 from modnas_ops.sampling import top_k_genotypes
 from modnas_ops.search import run_search
-from modnas_ops.shortlist import ShortlistConfig, confirm_fronts
+from modnas_ops.shortlist import ShortlistConfig, _optimistic, confirm_fronts, farthest_points
 from modnas_ops.spaces import get_search_space
 from tests.test_search import SPACE, ExactPredictor, _bench_cfg, _profile_rows, _supernet_cfg, make_world
 
@@ -53,6 +57,67 @@ def test_config_validation() -> None:
         ShortlistConfig(k=1, front="best")
     with pytest.raises(FieldError, match="max_per_device"):
         ShortlistConfig(k=1, max_per_device=-1)
+    with pytest.raises(FieldError, match="select"):
+        ShortlistConfig(k=1, select="best")
+    with pytest.raises(FieldError, match="adaptive"):
+        ShortlistConfig(k=1, max_per_device=4, adaptive=5)
+    with pytest.raises(FieldError, match="optimism"):
+        ShortlistConfig(k=1, optimism=-0.5)
+
+
+def test_scaled_is_the_search_units_of_raw_values() -> None:
+    """Raw values (ms) back in the units the architect scalarises: anchor-normalised, then min-max by lo, hi."""
+    anchors = {"latency_ms": np.linspace(2.0, 12.0, 10)}
+    dev = SearchDevice("d", "train", anchors).with_bounds([5.0, 0.2], [45.0, 1.2])
+    y = np.array([0.2, 0.7, 1.2])  # anchor-normalised latencies
+    raw = np.column_stack([[5.0, 25.0, 45.0], denormalise(y, anchors["latency_ms"])])  # (3, 2): error %, ms
+    assert np.allclose(dev.scaled(raw, ["latency_ms"]), [[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+
+
+def test_farthest_points_takes_the_extremes_then_the_middle() -> None:
+    x = np.array([0.0, 0.1, 0.45, 0.5, 1.0])
+    z = np.column_stack([x, 1.0 - x])  # (5, 2) along a front, no ties
+    assert farthest_points(z, 3) == [0, 4, 3]  # 0.5 is farther from both ends than 0.45
+    assert farthest_points(z, 4) == [0, 4, 3, 1]  # then 0.1 (0.1 from 0) before 0.45 (0.05 from 0.5)
+    assert farthest_points(z, 9) == list(range(5))
+
+
+class _Recorded:
+    """What :func:`_optimistic` asks of an objective: predictions and the device's measurements."""
+
+    def __init__(self, predicted: np.ndarray, measured: np.ndarray) -> None:
+        self.p, self.m = predicted, measured
+
+    def measured_values(self, dev, genotypes):
+        return self.m[:, None]
+
+    def estimate(self, dev, genotypes, measured=True):
+        return np.column_stack([np.zeros(len(self.p)), self.p])
+
+
+def test_optimistic_correction_is_median_ratio_less_robust_spreads() -> None:
+    pred = np.array([1.0, 2.0, 4.0])
+    est = np.array([[5.0, 10.0], [6.0, 3.0]])  # (N, M): error, predicted ms
+    # every measurement twice the prediction: no spread, so every optimism gives exactly twice
+    for optimism in (0.0, 1.0, 3.0):
+        got = _optimistic(_Recorded(pred, 2.0 * pred), None, [(0,)] * 3, est, optimism)
+        assert np.allclose(got, [[5.0, 20.0], [6.0, 6.0]])
+    # ratios 1, 2, 4: median log 2, MAD log 2 -> times exp(log 2 * (1 - 1.4826 * optimism)); errors untouched
+    got = _optimistic(_Recorded(pred, pred * np.array([1.0, 2.0, 4.0])), None, [(0,)] * 3, est, 1.0)
+    assert np.allclose(got, est * [1.0, np.exp(np.log(2.0) * (1.0 - 1.4826))])
+    # fewer than two usable pairs (a zero-millisecond measurement is not one): no correction
+    got = _optimistic(_Recorded(pred, np.array([0.0, np.nan, 3.0])), None, [(0,)] * 3, est, 1.0)
+    assert np.array_equal(got, est)
+
+
+def test_k_curve_entries_parse_or_name_the_bad_one(capsys) -> None:
+    from projects.bench_search import _curve_points
+
+    p = argparse.ArgumentParser(prog="bench_search")
+    assert _curve_points(p, "0, 8:4,16,48:48") == [(0, 0), (8, 4), (16, 8), (48, 48)]
+    with pytest.raises(SystemExit):
+        _curve_points(p, "8:9")
+    assert "'8:9'" in capsys.readouterr().err
 
 
 class SkewedPredictor(ExactPredictor):
@@ -113,6 +178,26 @@ def test_measurement_corrects_a_wrong_predictor_within_the_cap(world, errors_kno
         assert confirmed == list(table.devices)
         sizes.append(after["shortlist/dev_b"])
     assert sizes == sorted(sizes)
+
+
+def test_layers_with_adaptive_picks_stay_within_the_cap_and_beat_layers_alone(world, errors_known) -> None:
+    table, costs = world
+    over = {"shortlist.k": 1, "shortlist.pool": 64, "shortlist.select": "layers", "shortlist.max_per_device": 10}
+    res = run_search(_bench_cfg(**over, **{"shortlist.adaptive": 5}), progress=False, table=table,
+                     predictor=SkewedPredictor(table, costs))  # fmt: skip
+    m = res.metrics
+    for d in table.devices:
+        before = m[f"hv_ratio_{'zero_shot' if table.split(d) == 'test' else 'unconfirmed'}/{d}"]
+        assert m[f"hv_ratio/{d}"] >= before - 1e-12
+        assert 0 < m[f"measurements/{d}"] <= m[f"shortlist/{d}"] <= 10
+    saved = res.objective.forget_measurements()  # the same search confirmed afresh, no adaptive picks
+    plain = ShortlistConfig(k=1, pool=64, select="layers", max_per_device=10)
+    _, after, _ = confirm_fronts(res.objective, res.hypernetwork, res.rays, torch.device("cpu"), plain,
+                                 res.scalarise, res.unconfirmed_fronts)  # fmt: skip
+    res.objective.restore_measurements(saved)
+    assert all(after[f"measurements/{d}"] <= 10 for d in table.devices)
+    assert m["hv_ratio/dev_b"] > after["hv_ratio/dev_b"]  # the skewed device: measuring one at a time helps
+    assert sum(m[f"hv_ratio/{d}"] for d in table.devices) >= sum(after[f"hv_ratio/{d}"] for d in table.devices)
 
 
 def test_ray_rule_keeps_one_measured_best_per_ray(world) -> None:

@@ -22,7 +22,7 @@ from torch import nn
 from ..architect import Architect, DeviceBatch
 from ..devices import anchor_embedding
 from ..pareto import MODNAS_MAX_ERROR, pareto_mask
-from ..predictor import denormalise
+from ..predictor import denormalise, normalise
 from ..registry import Registry
 from ..spaces import Genotype, SearchSpace
 
@@ -56,6 +56,14 @@ class SearchDevice:
 
     def with_bounds(self, lo: Sequence[float], hi: Sequence[float]) -> SearchDevice:
         return SearchDevice(self.name, self.split, self.anchors, np.asarray(lo, float), np.asarray(hi, float))
+
+    def scaled(self, values: np.ndarray, metrics: Sequence[str]) -> np.ndarray:
+        """(N, M) raw [error, metrics...] (ms, mJ, ...) in the search's units: each hardware metric
+        anchor-normalised as the predictor and the architect see it, then every objective min-max scaled by
+        ``lo``, ``hi`` (so the search's scalarisation applies)."""
+        v = np.asarray(values, dtype=np.float64).reshape(-1, 1 + len(metrics))  # (N, M)
+        cols = [v[:, 0], *[normalise(v[:, 1 + j], self.anchors[m]) for j, m in enumerate(metrics)]]
+        return (np.column_stack(cols) - self.lo) / (self.hi - self.lo)
 
 
 
@@ -172,6 +180,16 @@ class ErrorObjective(abc.ABC):
             for g, v in zip(genotypes, values[:, j], strict=True):
                 if math.isfinite(float(v)):
                     store.setdefault(metric, {})[tuple(int(x) for x in g)] = float(v)
+
+    def forget_measurements(self) -> dict[str, Any]:
+        """Drop every recorded measurement (to confirm the same search afresh at another budget); returns
+        them for :meth:`restore_measurements`."""
+        saved, self._measured = self._measured, {}
+        return saved
+
+    def restore_measurements(self, saved: dict[str, Any]) -> None:
+        """Put back what :meth:`forget_measurements` returned (what was recorded since is dropped)."""
+        self._measured = saved
 
     def measured_values(self, device: SearchDevice, genotypes: Sequence[Genotype]) -> np.ndarray:
         """(N, num_metrics) the recorded measurements of ``genotypes`` on ``device``, NaN where there is none."""
