@@ -186,6 +186,9 @@ class SearchConfig:
 
         check_registered("mode", self.mode, "mode", available_modes())
         check_registered("space", self.space, "search space", available_search_spaces())
+        if self.supernet.pretrain_sampling == "sandwich" and not get_search_space(self.space).ordered_by_size:
+            raise FieldError("supernet.pretrain_sampling", f"sandwich needs a space ordered by size; {self.space!r} "
+                             "has no smallest / largest architecture (use uniform)")  # fmt: skip
         if self.seed < 0:
             raise FieldError("seed", f"must be >= 0, got {self.seed}")
         if self.refine_rounds < 0 or (self.refine_rounds and not self.archive):

@@ -1,9 +1,12 @@
-"""Supernet weight pre-training with uniformly sampled architectures (single-path one-shot), and saving /
-loading the trained supernet so a search can start from it (``search.supernet.init_weights``).
+"""Supernet weight pre-training with sampled architectures (single-path one-shot), and saving / loading the
+trained supernet so a search can start from it (``search.supernet.init_weights``).
 
-Every step draws one architecture uniformly from the space, feeds its exact one-hot op weights (so only the
-chosen ops run) and steps the shared weights on the cross-entropy of a train batch. After each epoch the
-mean valid error of a fixed set of random architectures measures progress.
+``uniform``: every step draws one architecture uniformly from the space, feeds its exact one-hot op weights
+(so only the chosen ops run) and steps the shared weights on the task's loss of a train batch. ``sandwich``
+(BigNAS; HW-GPT-Bench's super-transformer recipe): every step trains the space's largest and smallest
+architecture and ``sandwich_random`` uniform ones on the same batch, one step on their mean loss, so the widest
+slices are trained as often as the narrow ones (for spaces ordered by size: widths, depths, kernels). After
+each epoch the mean valid error of a fixed set of random architectures measures progress.
 """
 
 from __future__ import annotations
@@ -44,8 +47,12 @@ class PretrainConfig:
     grad_clip: float = 5.0
     eval_archs: int = 16  # fixed random architectures whose mean valid error is reported per epoch
     seed: int = 0
+    sampling: str = "uniform"  # uniform | sandwich (module docstring)
+    sandwich_random: int = 2  # sandwich: uniform architectures beside the largest and the smallest per step
 
     def __post_init__(self) -> None:
+        if self.sampling not in ("uniform", "sandwich") or self.sandwich_random < 0:
+            raise ValueError("pretrain: sampling must be 'uniform' or 'sandwich' and sandwich_random >= 0")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_archs < 1 or self.steps_per_epoch < 0:
             raise ValueError("pretrain: need epochs, batch_size, eval_archs >= 1 and steps_per_epoch >= 0")
         if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
@@ -92,8 +99,9 @@ def pretrain_supernet(
     progress: bool = True,
     task: Task = CLASSIFICATION,
 ) -> list[dict[str, float]]:
-    """Train ``supernet`` in place on ``train`` (a TensorDataset) with uniformly sampled architectures;
-    returns per-epoch ``train_loss`` and ``valid_error_mean`` / ``valid_error_min`` (the task's error)."""
+    """Train ``supernet`` in place on ``train`` (a TensorDataset) with sampled architectures (``cfg.sampling``);
+    returns per-epoch ``train_loss`` (mean over the step's architectures) and ``valid_error_mean`` /
+    ``valid_error_min`` (the task's error)."""
     device = next(supernet.parameters()).device
     space = supernet.space
     rng = np.random.default_rng(cfg.seed)
@@ -107,6 +115,8 @@ def pretrain_supernet(
     )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
     eval_set = [space.sample(rng) for _ in range(cfg.eval_archs)]
+    fixed = list(space.smallest_and_largest()) if cfg.sampling == "sandwich" else []
+    per_step = cfg.sandwich_random if fixed else 1
     history = []
     for epoch in tqdm(range(cfg.epochs), desc="supernet", disable=not progress, leave=False):
         supernet.train()
@@ -116,8 +126,11 @@ def pretrain_supernet(
             idx = order[(step * bs) % len(order) :][:bs]
             if len(idx) < bs:
                 idx = torch.cat([idx, order[: bs - len(idx)]])
-            w = torch.from_numpy(space.one_hot(space.sample(rng))).to(device)
-            loss = task.loss(supernet(x_all[idx].to(device), w), y_all[idx].to(device))
+            xb, yb = x_all[idx].to(device), y_all[idx].to(device)
+            archs = [*fixed, *(space.sample(rng) for _ in range(per_step))]
+            loss = torch.stack(
+                [task.loss(supernet(xb, torch.from_numpy(space.one_hot(g)).to(device)), yb) for g in archs]
+            ).mean()
             losses.append(optimizer_step(loss, supernet.parameters(), opt, sched, cfg.grad_clip))
         errs = valid_error(supernet, eval_set, *valid.tensors, task=task)
         m = {

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from modnas_ops.benchmarks import MODNAS_MAX_ERROR, BenchmarkTable, evaluate_front, modnas_table_normaliser, true_front
-from modnas_ops.config import load_config
+from modnas_ops.config import ConfigError, load_config
 from modnas_ops.errors import UserError
 from modnas_ops.pareto import preference_rays
 from modnas_ops.search import SearchConfig, available_modes, config_fingerprint, run_search
@@ -423,6 +423,36 @@ def test_frozen_weights_train_only_during_the_warm_up(world) -> None:
                profile_rows=_profile_rows(world))  # fmt: skip
     assert "weight_loss" in seen[0] and "hypernet_loss" not in seen[0]  # warm-up: weights only
     assert all("weight_loss" not in m and "hypernet_loss" in m for m in seen[1:])  # then the hypernetwork only
+
+
+def test_sandwich_pretraining_trains_the_smallest_and_largest_every_step(monkeypatch) -> None:
+    from modnas_ops.data import get_dataset
+    from modnas_ops.supernet_training import PretrainConfig, pretrain_supernet
+
+    space = get_search_space("gpt2")
+    data = get_dataset("pydoc-bytes", seed=0)
+    torch.manual_seed(0)
+    net = space.build_supernet(data.input_shape, data.num_classes, C=4, N=1)
+    seen: list[tuple[int, ...]] = []
+    forward = type(net).forward
+
+    def spy(self, x, w, *a, **kw):
+        if self.training and torch.is_grad_enabled():
+            seen.append(space.decode(w))
+        return forward(self, x, w, *a, **kw)
+
+    monkeypatch.setattr(type(net), "forward", spy)
+    cfg = PretrainConfig(epochs=1, steps_per_epoch=3, batch_size=4, eval_archs=1, sampling="sandwich",
+                         sandwich_random=2)  # fmt: skip
+    hist = pretrain_supernet(net, data.train, data.valid, cfg, progress=False, task=data.task)
+    small, large = space.smallest_and_largest()
+    assert len(seen) == 3 * 4 and np.isfinite(hist[0]["train_loss"])
+    for step in range(3):  # largest and smallest first, then 2 uniform ones, on one batch
+        assert [space.canonical(g) for g in seen[4 * step : 4 * step + 2]] == [small, large]
+    with pytest.raises(ValueError, match="sampling"):
+        PretrainConfig(sampling="fair")
+    with pytest.raises(ConfigError, match="supernet.pretrain_sampling"):  # NB201's ops have no size order
+        load_config(SearchConfig, None, ["space=nb201", "supernet.pretrain_sampling=sandwich"])
 
 
 def test_pretrain_steps_run_once_and_a_resume_does_not_repeat_them(world, tmp_path, monkeypatch) -> None:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from modnas_ops.architect import Architect, DeviceBatch, annealed_entropy_weight
+from modnas_ops.errors import UserError
 from modnas_ops.hypernetwork import available_hypernetworks, create_hypernetwork
 from modnas_ops.predictor import LATENCY, DeviceMeasurements, FitConfig, fit_meta_predictor
 from modnas_ops.predictor_baselines import kendall_tau
@@ -59,6 +60,20 @@ def test_supernet_choice_equals_its_materialised_subnet(space) -> None:
         with torch.no_grad():
             torch.testing.assert_close(net.subnet(g).eval()(x), net(x, w), rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(net(x, w, dense=True), net(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_a_space_ordered_by_size_has_its_smallest_and_largest_at_the_ends(space) -> None:
+    """Sandwich pre-training trains these two every step: no sampled subnet has fewer parameters than the
+    smallest or more than the largest; a space without an order says so."""
+    if not space.ordered_by_size:
+        with pytest.raises(UserError, match="sandwich"):
+            space.smallest_and_largest()
+        return
+    net, _, _ = _supernet(space)
+    size = {g: sum(p.numel() for p in net.subnet(g).parameters()) for g in _genotypes(space, 6)}
+    small, large = space.smallest_and_largest()
+    lo, hi = (sum(p.numel() for p in net.subnet(g).parameters()) for g in (small, large))
+    assert lo < hi and all(lo <= n <= hi for n in size.values())
 
 
 def test_dense_forward_sends_gradient_to_unselected_valid_choices_only(space) -> None:

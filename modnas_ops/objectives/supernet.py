@@ -47,6 +47,9 @@ class SupernetConfig:
     uniform_fraction: float = 0.5  # share of them drawn uniformly instead of from H (keeps every op trained)
     pretrain_steps: int = 0  # uniform single-path weight steps (own cosine schedule) before the first epoch:
     # every architecture equally likely, so the shared weights rank subnets before any preference shapes them
+    pretrain_sampling: str = "uniform"  # uniform | sandwich: the largest + smallest + pretrain_sandwich_random
+    # uniform architectures per pre-training step (spaces ordered by size; modnas_ops/supernet_training.py)
+    pretrain_sandwich_random: int = 2
     warmup_epochs: int = 1  # weight steps only (hypernetwork frozen) for the first epochs
     freeze_weights: bool = False  # after the warm-up the shared weights stay fixed (as MODNAS does with a
     # pretrained OFA supernet): the hypernetwork searches one trained supernet that its choices cannot re-shape
@@ -78,7 +81,9 @@ class SupernetConfig:
         check_at_least(self, 0, "predictor_max_archs")
         if not 0 <= self.uniform_fraction <= 1:
             raise FieldError("uniform_fraction", f"must lie in [0, 1], got {self.uniform_fraction}")
-        check_at_least(self, 0, "pretrain_steps", "warmup_epochs", "eval_batches")
+        check_at_least(self, 0, "pretrain_steps", "warmup_epochs", "eval_batches", "pretrain_sandwich_random")
+        if self.pretrain_sampling not in ("uniform", "sandwich"):
+            raise FieldError("pretrain_sampling", f"must be 'uniform' or 'sandwich', got {self.pretrain_sampling!r}")
         from ..predictor.model import OPTIONAL_METRICS
 
         for metric in self.shared_metrics:
@@ -238,8 +243,8 @@ class SupernetObjective(ErrorObjective):
             }
 
     def _pretrain(self) -> None:
-        """``pretrain_steps`` uniform single-path steps of the shared weights (4 epochs of the schedule, each
-        reporting the mean valid error of 4 fixed random architectures)."""
+        """``pretrain_steps`` single-path steps (``pretrain_sampling``) of the shared weights (4 epochs of the
+        schedule, each reporting the mean valid error of 4 fixed random architectures)."""
         from ..supernet_training import PretrainConfig, pretrain_supernet
 
         epochs = min(4, self.scfg.pretrain_steps)
@@ -247,8 +252,9 @@ class SupernetObjective(ErrorObjective):
             epochs=epochs, steps_per_epoch=math.ceil(self.scfg.pretrain_steps / epochs),
             batch_size=self.scfg.batch_size, lr=self.scfg.weight_lr, momentum=self.scfg.momentum,
             weight_decay=self.scfg.weight_decay, grad_clip=self.scfg.grad_clip, eval_archs=4, seed=self.context.seed,
+            sampling=self.scfg.pretrain_sampling, sandwich_random=self.scfg.pretrain_sandwich_random,
         )  # fmt: skip
-        log.info("pre-training the supernet: %d uniform single-path steps", epochs * cfg.steps_per_epoch)
+        log.info("pre-training the supernet: %d %s single-path steps", epochs * cfg.steps_per_epoch, cfg.sampling)
         self.pretrain_history = pretrain_supernet(
             self.supernet, self.data.train, self.data.valid, cfg, task=self.data.task
         )

@@ -56,6 +56,9 @@ class SearchSpace(abc.ABC):
     # Whether the networks take inputs of any size along every axis (token ids: batch and sequence), so an
     # exported graph keeps its input axes symbolic (``profiling.export.export_onnx(dynamic=True)``).
     dynamic_input_axes: ClassVar[bool] = False
+    # Whether every decision's choices run from the smallest network to the largest (widths, depths, kernels),
+    # so the space has a smallest and a largest architecture (sandwich-rule supernet training).
+    ordered_by_size: ClassVar[bool] = False
 
     # ---- shape ---------------------------------------------------------------------------------------
     @property
@@ -194,6 +197,14 @@ class SearchSpace(abc.ABC):
         blocks or layers) set to 0. Two genotypes are the same architecture iff their canonical forms are
         equal. Spaces without inactive choices keep the default identity."""
         return self.validate(genotype)
+
+    def smallest_and_largest(self) -> tuple[Genotype, Genotype]:
+        """The smallest and the largest architecture: every decision's first and last choice (spaces whose
+        choices are ordered by size only; a clear error otherwise)."""
+        if not self.ordered_by_size:
+            raise UserError(f"space {self.name!r} has no smallest / largest architecture (its choices are not "
+                            "ordered by size): sandwich sampling needs one; use uniform sampling")  # fmt: skip
+        return self.canonical((0,) * self.num_decisions), self.canonical(tuple(n - 1 for n in self.num_choices))
 
     def sample(self, rng: np.random.Generator) -> Genotype:
         """One architecture: each decision uniformly over its own choices."""

@@ -74,6 +74,7 @@ class GPT2Space(SearchSpace):
 
     name = "gpt2"
     dynamic_input_axes = True  # token ids of any batch and sequence length (up to the context)
+    ordered_by_size = True  # every choice list runs small to large (bias: without, with)
     decisions = (
         Decision("embed", _labels(GPT2_EMBEDS)),
         Decision("layers", _labels(GPT2_LAYERS)),

@@ -62,6 +62,7 @@ class MBV3Space(SearchSpace):
     """OFA MobileNetV3: 20 kernel + 20 expand decisions (per block slot), 5 depths, 1 resolution."""
 
     name = "mbv3"
+    ordered_by_size = True  # kernels, expands, depths, resolutions all ascending
     decisions = (
         *(Decision(f"ks_{b // 4}.{b % 4}", _labels(MBV3_KERNELS)) for b in range(MBV3_BLOCKS)),
         *(Decision(f"e_{b // 4}.{b % 4}", _labels(MBV3_EXPANDS)) for b in range(MBV3_BLOCKS)),
