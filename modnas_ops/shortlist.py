@@ -138,7 +138,9 @@ def _by_rays(
                 origin.setdefault(per_ray[j][rank], rays[j])
 
 
-def _union(pools: list[list[Genotype]], rays: np.ndarray, origin: dict[Genotype, np.ndarray]) -> dict:
+def _union(
+    pools: list[list[Genotype]], rays: np.ndarray, origin: dict[Genotype, np.ndarray]
+) -> dict[Genotype, np.ndarray]:
     """Every pool's architectures not yet candidates -> the ray that ranks it highest (first such ray)."""
     best: dict[Genotype, tuple[int, int]] = {}
     for j, pool in enumerate(pools):
@@ -162,6 +164,17 @@ def farthest_points(z: np.ndarray, n: int) -> list[int]:
     return chosen
 
 
+def _predicted(
+    objective: ErrorObjective, dev: SearchDevice, genotypes: Sequence[Genotype]
+) -> tuple[list[Genotype], np.ndarray]:
+    """The genotypes predicted below the error cut and their predicted values (N, M), raw units."""
+    if not genotypes:
+        return [], np.zeros((0, 1 + len(objective.metrics)))
+    est = objective.estimate(dev, genotypes, measured=False)
+    keep = est[:, 0] < MODNAS_MAX_ERROR
+    return [g for g, ok in zip(genotypes, keep, strict=True) if ok], est[keep]
+
+
 def _by_layers(
     objective: ErrorObjective,
     dev: SearchDevice,
@@ -170,19 +183,14 @@ def _by_layers(
     limit: int,
 ) -> None:
     """``select: layers``: the pool's predicted non-dominated layers into ``origin`` up to ``limit``."""
-    genotypes = list(pool)
-    if not genotypes:
-        return
-    est = objective.estimate(dev, genotypes, measured=False)  # (N, M) predicted
-    valid = np.flatnonzero(est[:, 0] < MODNAS_MAX_ERROR)
-    z = dev.scaled(est[valid], objective.metrics)
+    genotypes, est = _predicted(objective, dev, list(pool))
+    z = dev.scaled(est, objective.metrics)  # (N, M)
     for layer in non_dominated_sort(z):
         room = limit - len(origin) if limit else len(layer)
         if room <= 0:
             return
         for i in layer[farthest_points(z[layer], room)]:
-            g = genotypes[valid[i]]
-            origin.setdefault(g, pool[g])
+            origin.setdefault(genotypes[i], pool[genotypes[i]])
 
 
 def _optimistic(objective: ErrorObjective, dev: SearchDevice, measured: Sequence[Genotype], est: np.ndarray,
@@ -215,10 +223,7 @@ def _adaptive(
 ) -> int:
     """Up to ``budget`` more candidates, one at a time, each measured before the next is chosen (module
     docstring); returns how many were measured. ``measured``: every genotype measured on ``dev`` so far."""
-    left = [g for g in pool if g not in origin]
-    est = objective.estimate(dev, left, measured=False) if left else np.zeros((0, 1 + len(objective.metrics)))
-    keep = est[:, 0] < MODNAS_MAX_ERROR
-    left, est = [g for g, ok in zip(left, keep, strict=True) if ok], est[keep]
+    left, est = _predicted(objective, dev, [g for g in pool if g not in origin])
     ref = np.ones(est.shape[1])
     count = 0
     for _ in range(budget):

@@ -32,6 +32,7 @@ from .standalone import optimizer_step
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
+SAMPLINGS = ("uniform", "sandwich")  # pre-training architecture sampling (module docstring)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class PretrainConfig:
     sandwich_random: int = 2  # sandwich: uniform architectures beside the largest and the smallest per step
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("uniform", "sandwich") or self.sandwich_random < 0:
+        if self.sampling not in SAMPLINGS or self.sandwich_random < 0:
             raise ValueError("pretrain: sampling must be 'uniform' or 'sandwich' and sandwich_random >= 0")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_archs < 1 or self.steps_per_epoch < 0:
             raise ValueError("pretrain: need epochs, batch_size, eval_archs >= 1 and steps_per_epoch >= 0")

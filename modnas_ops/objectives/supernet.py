@@ -45,8 +45,8 @@ class SupernetConfig:
     grad_clip: float = 5.0
     archs_per_weight_step: int = 2  # sampled architectures per supernet weight step
     uniform_fraction: float = 0.5  # share of them drawn uniformly instead of from H (keeps every op trained)
-    pretrain_steps: int = 0  # uniform single-path weight steps (own cosine schedule) before the first epoch:
-    # every architecture equally likely, so the shared weights rank subnets before any preference shapes them
+    pretrain_steps: int = 0  # single-path weight steps (own cosine schedule) before the first epoch, sampled
+    # without preference (pretrain_sampling), so the shared weights rank subnets before any preference shapes them
     pretrain_sampling: str = "uniform"  # uniform | sandwich: the largest + smallest + pretrain_sandwich_random
     # uniform architectures per pre-training step (spaces ordered by size; modnas_ops/supernet_training.py)
     pretrain_sandwich_random: int = 2
@@ -82,8 +82,9 @@ class SupernetConfig:
         if not 0 <= self.uniform_fraction <= 1:
             raise FieldError("uniform_fraction", f"must lie in [0, 1], got {self.uniform_fraction}")
         check_at_least(self, 0, "pretrain_steps", "warmup_epochs", "eval_batches", "pretrain_sandwich_random")
-        if self.pretrain_sampling not in ("uniform", "sandwich"):
-            raise FieldError("pretrain_sampling", f"must be 'uniform' or 'sandwich', got {self.pretrain_sampling!r}")
+        from ..supernet_training import SAMPLINGS
+
+        check_registered("pretrain_sampling", self.pretrain_sampling, "pre-training sampling", SAMPLINGS)
         from ..predictor.model import OPTIONAL_METRICS
 
         for metric in self.shared_metrics:
