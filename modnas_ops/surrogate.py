@@ -172,6 +172,11 @@ class ErrorSurrogate(nn.Module):
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or not {"hyperparameters", "state_dict"} <= set(payload):
             raise ValueError(f"{path}: not a saved ErrorSurrogate")
+        return cls.from_state(payload)
+
+    @classmethod
+    def from_state(cls, payload: dict[str, Any]) -> ErrorSurrogate:
+        """The surrogate of ``{"hyperparameters": ..., "state_dict": ...}`` (what :meth:`save` writes)."""
         hp = dict(payload["hyperparameters"])
         hp["shape"] = tuple(hp["shape"])
         model = cls(**hp)

@@ -147,7 +147,8 @@ def _main(argv: Sequence[str] | None) -> int:
           f"over {len(reference)} archs")  # fmt: skip
 
     fronts = result.fronts
-    found = sorted({space.from_string(a) for a in fronts.loc[fronts["on_front"], "arch"]}, key=space.index)
+    on_cpu = fronts["on_front"] & fronts["device"].isin(devices)  # the fronts re-evaluated here, not every device's
+    found = sorted({space.from_string(a) for a in fronts.loc[on_cpu, "arch"]}, key=space.index)
     t3 = time.perf_counter()
     found_err = standalone_errors(space, found, data, network, recipe, cache=cache)
     all_models = {space.to_string(g): fresh(g) for g in dict.fromkeys([*reference, *found])}

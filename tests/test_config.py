@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -88,3 +89,27 @@ def test_dict_and_flatten():
     assert config_to_dict(cfg)["inner"] == {"lr": 0.1, "devices": ["a", "b"]}
     assert flatten_config(cfg)["inner.devices"] == "a,b"
     assert flatten_config(cfg)["table"] == "None"
+
+
+def _entry_class(name: str) -> type:
+    from modnas_ops.baselines.config import BaselinesConfig
+    from projects.fit_predictor_job import FitPredictorConfig
+    from projects.profile import ProfileConfig
+    from projects.search_job import SearchRunConfig
+    from projects.train_supernet_job import TrainSupernetConfig
+    from projects.true_front import TrueFrontConfig
+
+    if name == "search_supernet_pretrain.yaml":
+        return TrainSupernetConfig
+    prefixes = {"search": SearchRunConfig, "baselines": BaselinesConfig, "fit_predictor": FitPredictorConfig,
+                "profile": ProfileConfig, "true_front": TrueFrontConfig}  # fmt: skip
+    return next(cls for prefix, cls in prefixes.items() if name.startswith(prefix))
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "projects" / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_validates_against_its_entry(name: str) -> None:
+    cfg = load_config(_entry_class(name), CONFIGS / name)
+    assert type(cfg) is _entry_class(name)

@@ -425,6 +425,41 @@ def test_frozen_weights_train_only_during_the_warm_up(world) -> None:
     assert all("weight_loss" not in m and "hypernet_loss" in m for m in seen[1:])  # then the hypernetwork only
 
 
+def test_surrogate_error_term_is_fitted_on_the_frozen_supernet_and_resumes(world, tmp_path) -> None:
+    from modnas_ops.data import load_digits_splits
+    from modnas_ops.surrogate import ErrorSurrogate
+
+    data, rows = load_digits_splits(seed=0), _profile_rows(world)
+    over = {"supernet.freeze_weights": "true", "supernet.warmup_epochs": 1, "supernet.error_term": "surrogate",
+            "supernet.surrogate_archs": 24, "supernet.surrogate_epochs": 20}  # fmt: skip
+    seen: list[dict] = []
+
+    def kill_after_epoch_1(epoch: int, metrics: dict) -> None:
+        seen.append(metrics)
+        if epoch == 1:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        run_search(_supernet_cfg(tmp_path, **over), on_epoch=kill_after_epoch_1, progress=False, data=data,
+                   profile_rows=rows)  # fmt: skip
+    assert "surrogate_holdout_tau" not in seen[0]  # warm-up: the weights still move, nothing fitted
+    assert -1.0 <= seen[1]["surrogate_holdout_tau"] <= 1.0 and seen[1]["time/surrogate_judge_s"] > 0
+    res = run_search(_supernet_cfg(tmp_path, **over), progress=False, data=data, profile_rows=rows)
+    surrogate = res.error_model
+    assert isinstance(surrogate, ErrorSurrogate) and len(surrogate.queried) == 24  # restored, not refitted
+    obj = res.objective
+    g = [obj.space.sample(np.random.default_rng(3)) for _ in range(4)]
+    arch = torch.from_numpy(obj.space.one_hot_batch(g)).requires_grad_(True)  # (4, E, K)
+    term = obj.error_term(arch)  # the surrogate's error, differentiable in the architecture
+    assert torch.equal(term, surrogate(arch))
+    (grad,) = torch.autograd.grad(term.sum(), arch)
+    assert bool(grad.abs().sum() > 0)
+    with pytest.raises(ConfigError, match="supernet.error_term"):  # the supernet's errors must stay fixed
+        _supernet_cfg(None, **{"supernet.error_term": "surrogate"})
+    with pytest.raises(ConfigError, match="supernet.error_term"):
+        _supernet_cfg(None, **{"supernet.error_term": "oracle"})
+
+
 def test_sandwich_pretraining_trains_the_smallest_and_largest_every_step(monkeypatch) -> None:
     from modnas_ops.data import get_dataset
     from modnas_ops.supernet_training import PretrainConfig, pretrain_supernet

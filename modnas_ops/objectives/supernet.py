@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,13 @@ from ..config import FieldError, check_at_least, check_finite, check_positive, c
 from ..errors import UserError
 from ..pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume
 from ..spaces import Genotype, SearchSpace
+from ..surrogate import ErrorSurrogate
 from .base import LATENCY, ErrorObjective, SearchContext, SearchDevice, front_rows, register_objective
 
 log = logging.getLogger(__name__)
 
 BOUNDS_POOL = 1024  # random architectures (on top of the known ones) whose predictions bound the objectives
+ERROR_TERMS = ("supernet", "surrogate")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ class SupernetConfig:
     init_weights: str = ""  # supernet file of projects/train_supernet.py to start from ("" = fresh weights)
     dense_gradients: bool = True  # error term computes every choice (forward dense=True); False = selected only
     reference_archs: int = 48  # random architectures that fix the HV normalisation per device
+    error_term: str = "supernet"  # the hypernetwork's error signal: supernet = the sampled subnet's loss on a
+    # valid batch through the straight-through entries (MODNAS); surrogate = a differentiable error surrogate
+    # (modnas_ops.surrogate.ErrorSurrogate) fitted on the frozen supernet's valid errors of surrogate_archs
+    # random architectures (OFA's accuracy predictor), read by the generator too; needs freeze_weights
+    surrogate_archs: int = 512
+    surrogate_epochs: int = 300
     eval_batches: int = 0  # valid batches per front evaluation; 0 = the whole valid split
 
     def __post_init__(self) -> None:
@@ -85,6 +94,11 @@ class SupernetConfig:
         from ..supernet_training import SAMPLINGS
 
         check_registered("pretrain_sampling", self.pretrain_sampling, "pre-training sampling", SAMPLINGS)
+        check_registered("error_term", self.error_term, "error term", ERROR_TERMS)
+        check_at_least(self, 2, "surrogate_archs")
+        check_at_least(self, 1, "surrogate_epochs")
+        if self.error_term == "surrogate" and not self.freeze_weights:
+            raise FieldError("error_term", "surrogate fits the frozen supernet's errors: needs freeze_weights: true")
         from ..predictor.model import OPTIONAL_METRICS
 
         for metric in self.shared_metrics:
@@ -211,6 +225,8 @@ class SupernetObjective(ErrorObjective):
         self.weight_losses: list[float] = []
         self._error_cache: dict[Genotype, float] = {}  # valid error per genotype under the current weights
         self._reference_points: dict[str, np.ndarray] = {}  # device -> (R, M) of the latest judge
+        self.surrogate: ErrorSurrogate | None = None  # error_term: surrogate, fitted once the weights are final
+        self.surrogate_stats: dict[str, float] = {}
 
     def setup(self, rng: np.random.Generator) -> None:
         self.predictor = self._load_predictor().to(self.device).eval()
@@ -283,6 +299,37 @@ class SupernetObjective(ErrorObjective):
     # ---- search-time pieces -------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.scfg.error_term == "surrogate" and self.surrogate is None and not self.hypernet_frozen:
+            self._fit_surrogate()
+
+    def _fit_surrogate(self) -> None:
+        """The surrogate error term: ``surrogate_archs`` random architectures (as sampled: inactive choices
+        left as drawn, so the surrogate learns to ignore them) judged by the frozen supernet, then fitted."""
+        rng = np.random.default_rng(self.context.seed + 7)
+        archs = list(dict.fromkeys(self.space.sample(rng) for _ in range(2 * self.scfg.surrogate_archs)))
+        archs = archs[: self.scfg.surrogate_archs]
+        t0 = time.perf_counter()
+        errors = np.maximum(self.valid_error(archs), 1e-3)  # (S,) the fit takes log(error)
+        judge_s = time.perf_counter() - t0
+        onehots = torch.from_numpy(self.space.one_hot_batch(archs))  # (S, E, K)
+
+        def fit(rows: np.ndarray) -> ErrorSurrogate:
+            return ErrorSurrogate(self.space.shape).fit(
+                onehots[rows], torch.from_numpy(errors[rows]), epochs=self.scfg.surrogate_epochs,
+                seed=self.context.seed,
+            ).eval()  # fmt: skip
+
+        from ..predictor_baselines import kendall_tau
+
+        held = np.arange(len(archs)) % 5 == 0  # a fifth held out: how well the surrogate ranks unseen archs
+        part = fit(np.flatnonzero(~held))
+        with torch.no_grad():
+            tau = kendall_tau(part(onehots[held]).numpy(), errors[held])
+        self.surrogate = fit(np.arange(len(archs))).to(self.device)
+        self.surrogate_stats = {"surrogate_holdout_tau": tau, "time/surrogate_judge_s": judge_s,
+                                "time/surrogate_fit_s": time.perf_counter() - t0 - judge_s}  # fmt: skip
+        log.info("error surrogate on %d architectures judged by the supernet (%.0f s): held-out tau %.3f",
+                 len(archs), judge_s, tau)
 
     @property
     def hypernet_frozen(self) -> bool:
@@ -307,6 +354,8 @@ class SupernetObjective(ErrorObjective):
         return self.valid_stream.next()
 
     def error_term(self, arch: torch.Tensor, batch: Any = None) -> torch.Tensor:
+        if self.surrogate is not None:
+            return self.surrogate(arch)  # (B,) in the task's error unit
         if batch is None:
             raise ValueError("supernet error term needs a (x, y) batch")
         x, y = batch
@@ -372,11 +421,14 @@ class SupernetObjective(ErrorObjective):
     def trained_supernet(self) -> nn.Module | None:
         return self.supernet
 
+    def error_model(self) -> nn.Module | None:
+        return self.surrogate
+
     def reference_points(self, device: SearchDevice) -> np.ndarray | None:
         return self._reference_points.get(device.name)
 
     def extra_metrics(self) -> dict[str, float]:
-        out = {}
+        out, self.surrogate_stats = dict(self.surrogate_stats), {}
         if self.pretrain_history:
             out["pretrain_loss"] = self.pretrain_history[-1]["train_loss"]
             out["pretrain_valid_error_mean"] = self.pretrain_history[-1]["valid_error_mean"]
@@ -394,7 +446,9 @@ class SupernetObjective(ErrorObjective):
             "train_stream": self.train_stream.state_dict(),
             "valid_stream": self.valid_stream.state_dict(),
             "pretrained": self.pretrained,
-        }
+            **({"surrogate": {"hyperparameters": self.surrogate.hyperparameters(),
+                              "state_dict": self.surrogate.state_dict()}} if self.surrogate is not None else {}),
+        }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.supernet.load_state_dict(state["supernet"])
@@ -404,4 +458,6 @@ class SupernetObjective(ErrorObjective):
         self.valid_stream.load_state_dict(state["valid_stream"])
         self.pretrained = bool(state.get("pretrained", self.pretrained))
         self._error_cache.clear()
+        if "surrogate" in state:
+            self.surrogate = ErrorSurrogate.from_state(state["surrogate"]).to(self.device)
 
