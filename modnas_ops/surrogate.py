@@ -163,9 +163,12 @@ class ErrorSurrogate(nn.Module):
         return self
 
     # ---- persistence (the generator's error-model contract: save(path) / load(path)) -------------------
+    def to_state(self) -> dict[str, Any]:
+        """``{"hyperparameters": ..., "state_dict": ...}``: what :meth:`save` writes and :meth:`from_state` reads."""
+        return {"hyperparameters": self.hyperparameters(), "state_dict": self.state_dict()}
+
     def save(self, path: str | Path) -> None:
-        payload = {"hyperparameters": self.hyperparameters(), "state_dict": self.state_dict()}
-        atomic_torch_save(payload, path)
+        atomic_torch_save(self.to_state(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> ErrorSurrogate:

@@ -167,6 +167,17 @@ def test_predictor_stays_frozen(world) -> None:
     assert not pred.scale.requires_grad and pred.scale.grad is None and float(pred.scale) == 1.0
 
 
+def _kill_after(epoch_to_kill: int, seen: list[dict]):
+    """An ``on_epoch`` callback recording each epoch's metrics and killing the search after ``epoch_to_kill``."""
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        seen.append(metrics)
+        if epoch == epoch_to_kill:
+            raise _Kill
+
+    return on_epoch
+
+
 class _Kill(Exception):
     pass
 
@@ -175,14 +186,10 @@ def test_benchmark_resume_after_kill_matches_uninterrupted_run(world, tmp_path) 
     table, costs = world
     cfg = _bench_cfg(tmp_path, epochs=3, steps_per_epoch=5)
 
-    def kill_after_epoch_1(epoch: int, metrics: dict) -> None:
-        if epoch == 1:
-            raise _Kill
-
     with pytest.raises(_Kill):
         run_search(
             cfg,
-            on_epoch=kill_after_epoch_1,
+            on_epoch=_kill_after(1, []),
             progress=False,
             table=table,
             predictor=ExactPredictor(table, costs),
@@ -241,13 +248,8 @@ def test_supernet_mode_runs_resumes_and_reports(world, tmp_path) -> None:
     cfg = _supernet_cfg(tmp_path)
     seen: list[dict] = []
 
-    def kill_after_epoch_1(epoch: int, metrics: dict) -> None:
-        seen.append(metrics)
-        if epoch == 1:
-            raise _Kill
-
     with pytest.raises(_Kill):
-        run_search(cfg, on_epoch=kill_after_epoch_1, progress=False, data=data, profile_rows=rows)
+        run_search(cfg, on_epoch=_kill_after(1, seen), progress=False, data=data, profile_rows=rows)
     assert "hypernet_loss" not in seen[0] and "hypernet_loss" in seen[1]  # epoch 0 is weight warm-up
     assert seen[0]["weight_loss"] > 0
     resumed = run_search(cfg, progress=False, data=data, profile_rows=rows)
@@ -434,13 +436,8 @@ def test_surrogate_error_term_is_fitted_on_the_frozen_supernet_and_resumes(world
             "supernet.surrogate_archs": 24, "supernet.surrogate_epochs": 20}  # fmt: skip
     seen: list[dict] = []
 
-    def kill_after_epoch_1(epoch: int, metrics: dict) -> None:
-        seen.append(metrics)
-        if epoch == 1:
-            raise _Kill
-
     with pytest.raises(_Kill):
-        run_search(_supernet_cfg(tmp_path, **over), on_epoch=kill_after_epoch_1, progress=False, data=data,
+        run_search(_supernet_cfg(tmp_path, **over), on_epoch=_kill_after(1, seen), progress=False, data=data,
                    profile_rows=rows)  # fmt: skip
     assert "surrogate_holdout_tau" not in seen[0]  # warm-up: the weights still move, nothing fitted
     assert -1.0 <= seen[1]["surrogate_holdout_tau"] <= 1.0 and seen[1]["time/surrogate_judge_s"] > 0
@@ -507,13 +504,8 @@ def test_pretrain_steps_run_once_and_a_resume_does_not_repeat_them(world, tmp_pa
                                      "supernet.warmup_epochs": 0})  # fmt: skip
     seen: list[dict] = []
 
-    def kill_after_epoch_0(epoch: int, metrics: dict) -> None:
-        seen.append(metrics)
-        if epoch == 0:
-            raise _Kill
-
     with pytest.raises(_Kill):
-        run_search(cfg, on_epoch=kill_after_epoch_0, progress=False, data=data, profile_rows=rows)
+        run_search(cfg, on_epoch=_kill_after(0, seen), progress=False, data=data, profile_rows=rows)
     assert calls == [8] and "pretrain_loss" in seen[0] and "weight_loss" not in seen[0]
     run_search(cfg, progress=False, data=data, profile_rows=rows)
     assert calls == [8]  # resumed from the checkpoint: the pre-trained weights are in it

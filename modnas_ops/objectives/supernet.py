@@ -446,9 +446,8 @@ class SupernetObjective(ErrorObjective):
             "train_stream": self.train_stream.state_dict(),
             "valid_stream": self.valid_stream.state_dict(),
             "pretrained": self.pretrained,
-            **({"surrogate": {"hyperparameters": self.surrogate.hyperparameters(),
-                              "state_dict": self.surrogate.state_dict()}} if self.surrogate is not None else {}),
-        }  # fmt: skip
+            **({"surrogate": self.surrogate.to_state()} if self.surrogate is not None else {}),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.supernet.load_state_dict(state["supernet"])
