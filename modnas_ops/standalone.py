@@ -1,10 +1,10 @@
 """Standalone training: an architecture trained on its own (not inside the supernet) with one fixed recipe.
 
 This is the ground truth the supernet search is checked against (``projects/bench_supernet.py``) and the
-fine-tuning of the subnets a search registers: SGD with Nesterov momentum, cosine learning rate over a fixed
-number of steps of uniformly drawn mini-batches, then the error on a held-out split. A reference set of
-standalone results is written to (and read back from) a CSV file keyed by everything that determines it, so
-later runs reuse it.
+fine-tuning of the subnets a search registers: SGD with Nesterov momentum (or AdamW, ``optimizer``), cosine
+learning rate over a fixed number of steps of uniformly drawn mini-batches, then the error on a held-out split.
+A reference set of standalone results is written to (and read back from) a CSV file keyed by everything that
+determines it, so later runs reuse it.
 """
 
 from __future__ import annotations
@@ -25,13 +25,29 @@ from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from .atomic import atomic_write
-from .config import check_at_least, check_finite, check_positive
+from .config import FieldError, check_at_least, check_finite, check_positive, check_registered
 from .data import CLASSIFICATION, Task
 from .spaces import Genotype, SearchSpace
 
 log = logging.getLogger(__name__)
 
 CACHE_COLUMNS = ("arch", "seed", "error", "train_s")
+WEIGHT_OPTIMIZERS = ("sgd", "adamw")  # sgd: momentum SGD; adamw: betas (momentum, 0.95), decoupled decay (GPT)
+
+
+def weight_optimizer(
+    params: Any, name: str, lr: float, momentum: float, weight_decay: float, nesterov: bool = False
+) -> torch.optim.Optimizer:
+    """The optimizer of network weights named ``name`` (one of :data:`WEIGHT_OPTIMIZERS`): SGD with
+    ``momentum`` (Nesterov if asked and momentum > 0), or AdamW with ``momentum`` as its first beta and 0.95 as
+    its second (nanoGPT's), the usual choice for transformers."""
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0
+        )
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(momentum, 0.95), weight_decay=weight_decay)
+    raise ValueError(f"weight optimizer must be one of {', '.join(WEIGHT_OPTIMIZERS)}, got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -45,12 +61,16 @@ class TrainRecipe:
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
     seed: int = 0
+    optimizer: str = "sgd"  # sgd (Nesterov) | adamw (WEIGHT_OPTIMIZERS)
 
     def __post_init__(self) -> None:
         check_finite(self)
+        check_registered("optimizer", self.optimizer, "weight optimizer", WEIGHT_OPTIMIZERS)
         check_at_least(self, 1, "steps", "batch_size")
         check_positive(self, "lr")
         check_at_least(self, 0, "momentum", "weight_decay", "grad_clip", "seed")
+        if not self.momentum < 1:
+            raise FieldError("momentum", f"must be < 1, got {self.momentum}")
 
 
 def optimizer_step(
@@ -74,10 +94,9 @@ def train(
     x_all, y_all = data.tensors
     gen = torch.Generator().manual_seed(recipe.seed)
     net.to(device).train()
-    opt = torch.optim.SGD(
-        net.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-        nesterov=recipe.momentum > 0,
-    )  # fmt: skip
+    opt = weight_optimizer(
+        net.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay, nesterov=True
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.steps)
     losses = []
     for _ in range(recipe.steps):
@@ -174,6 +193,7 @@ def _write_cache(path: Path, space: SearchSpace, done: Mapping[tuple[Genotype, i
 
 
 __all__ = [
+    "WEIGHT_OPTIMIZERS",
     "TrainRecipe",
     "cache_key",
     "error_percent",
@@ -181,4 +201,5 @@ __all__ = [
     "standalone_errors",
     "train",
     "train_standalone",
+    "weight_optimizer",
 ]

@@ -5,8 +5,9 @@ trained supernet so a search can start from it (``search.supernet.init_weights``
 (so only the chosen ops run) and steps the shared weights on the task's loss of a train batch. ``sandwich``
 (BigNAS; HW-GPT-Bench's super-transformer recipe): every step trains the space's largest and smallest
 architecture and ``sandwich_random`` uniform ones on the same batch, one step on their mean loss, so the widest
-slices are trained as often as the narrow ones (for spaces ordered by size: widths, depths, kernels). After
-each epoch the mean valid error of a fixed set of random architectures measures progress.
+slices are trained as often as the narrow ones (for spaces ordered by size: widths, depths, kernels). Momentum
+SGD or AdamW (``optimizer``), cosine learning rate. After each epoch the mean valid error of a fixed set of
+random architectures measures progress.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .atomic import atomic_torch_save
 from .data import CLASSIFICATION, Task
 from .errors import UserError
 from .spaces import Genotype, get_search_space
-from .standalone import optimizer_step
+from .standalone import WEIGHT_OPTIMIZERS, optimizer_step, weight_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,11 @@ class PretrainConfig:
     seed: int = 0
     sampling: str = "uniform"  # uniform | sandwich (module docstring)
     sandwich_random: int = 2  # sandwich: uniform architectures beside the largest and the smallest per step
+    optimizer: str = "sgd"  # sgd | adamw (modnas_ops.standalone.WEIGHT_OPTIMIZERS)
 
     def __post_init__(self) -> None:
+        if self.optimizer not in WEIGHT_OPTIMIZERS or not 0 <= self.momentum < 1:
+            raise ValueError(f"pretrain: optimizer must be one of {WEIGHT_OPTIMIZERS} and 0 <= momentum < 1")
         if self.sampling not in SAMPLINGS or self.sandwich_random < 0:
             raise ValueError("pretrain: sampling must be 'uniform' or 'sandwich' and sandwich_random >= 0")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_archs < 1 or self.steps_per_epoch < 0:
@@ -111,9 +115,7 @@ def pretrain_supernet(
     x_all, y_all = train.tensors
     bs = min(cfg.batch_size, len(x_all))
     steps = cfg.steps_per_epoch or math.ceil(len(x_all) / bs)
-    opt = torch.optim.SGD(
-        supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    opt = weight_optimizer(supernet.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
     eval_set = [space.sample(rng) for _ in range(cfg.eval_archs)]
     fixed = list(space.smallest_and_largest()) if cfg.sampling == "sandwich" else []

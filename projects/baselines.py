@@ -82,7 +82,7 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     supernet = supernet.to(device)
     losses = train_supernet_uniform(
         supernet, space, data.train, e.supernet_steps, device, batch_size=e.batch_size, lr=e.lr,
-        seed=cfg.seeds[0], progress=True,
+        seed=cfg.seeds[0], progress=True, optimizer=e.optimizer,
     )  # fmt: skip
     tracking.log_metric_series("supernet_loss", losses, range(1, len(losses) + 1))
     # the supernet error does not depend on the device: computed once per architecture

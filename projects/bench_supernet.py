@@ -20,6 +20,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 if not __package__:
@@ -40,6 +41,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--devices", default="cpu-ort-t1-b1,cpu-ort-t1-b32", help="CPU device configs to time on")
     p.add_argument("--rounds", type=int, default=200, help="timing rounds per architecture and config")
     p.add_argument("--steps", type=int, default=400, help="standalone training steps (the recipe)")
+    p.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
+                   help="further standalone recipe fields (modnas_ops.standalone.TrainRecipe), e.g. batch_size=16; "
+                        "optimizer and lr default to the config's supernet weight_optimizer and weight_lr")
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
                    help="also measure peak inference memory (default: when the config's quick profile does)")
     p.add_argument("--cache-dir", default="outputs/bench_supernet")
@@ -78,7 +82,8 @@ def _main(argv: Sequence[str] | None) -> int:
     space = get_search_space(cfg.search.space)
     data = get_dataset(s.dataset, seed=cfg.search.seed, root=s.data_root or None)
     network = s.network_hparams()
-    recipe = TrainRecipe(steps=args.steps)
+    recipe = load_config(TrainRecipe, None, [f"steps={args.steps}", f"optimizer={s.weight_optimizer}",
+                                             f"lr={s.weight_lr}", *args.recipe])  # fmt: skip
     devices = [d for d in args.devices.split(",") if d]
     memory = bool(cfg.quick_profile_options.get("memory", False)) if args.memory is None else args.memory
     unit = data.task.error_unit
@@ -106,7 +111,7 @@ def _main(argv: Sequence[str] | None) -> int:
           f"{time.perf_counter() - t0:.0f} s now)")  # fmt: skip
     spread = {}
     for seed in (1, 2):
-        other = standalone_errors(space, reference[:5], data, network, TrainRecipe(steps=args.steps, seed=seed),
+        other = standalone_errors(space, reference[:5], data, network, replace(recipe, seed=seed),
                                   cache=cache, progress=False)  # fmt: skip
         for (g, _), (e, _) in other.items():
             spread.setdefault(g, [ref[(g, recipe.seed)][0]]).append(e)

@@ -282,14 +282,15 @@ def _log_inputs(cfg: SearchRunConfig, profile_rows: Any) -> None:
 
 def _finetune(cfg: SearchRunConfig, result: Any, archs: Sequence[str]) -> tuple[dict[str, Any], dict[str, float]]:
     """Each chosen subnet trained standalone from its supernet weights (``finetune_steps`` of the standalone
-    recipe): the networks to register and their test errors (the task's: percent, or nats per token)."""
+    recipe, with the supernet's weight optimizer and learning rate): the networks to register and their test
+    errors (the task's: percent, or nats per token)."""
     import torch
 
     from modnas_ops.standalone import TrainRecipe, train_standalone
 
     s = cfg.search.supernet
     data = _dataset(cfg)
-    recipe = TrainRecipe(steps=cfg.finetune_steps, seed=cfg.search.seed)
+    recipe = TrainRecipe(steps=cfg.finetune_steps, seed=cfg.search.seed, optimizer=s.weight_optimizer, lr=s.weight_lr)
     device = torch.device(cfg.search.device)
     networks, errors = {}, {}
     for a in archs:

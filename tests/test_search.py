@@ -487,6 +487,35 @@ def test_sandwich_pretraining_trains_the_smallest_and_largest_every_step(monkeyp
         load_config(SearchConfig, None, ["space=nb201", "supernet.pretrain_sampling=sandwich"])
 
 
+def test_weight_optimizer_drives_pretraining_and_the_search_weight_steps(world) -> None:
+    from modnas_ops.data import get_dataset, load_digits_splits
+    from modnas_ops.supernet_training import PretrainConfig, pretrain_supernet
+
+    space = get_search_space("gpt2")
+    data = get_dataset("pydoc-bytes", seed=0)
+    torch.manual_seed(0)
+    net = space.build_supernet(data.input_shape, data.num_classes, C=4, N=1)
+    before = {k: v.detach().clone() for k, v in net.named_parameters()}
+    lr = 1e-3
+    cfg = PretrainConfig(epochs=1, steps_per_epoch=1, batch_size=4, eval_archs=1, lr=lr, weight_decay=0.0,
+                         grad_clip=0.0, optimizer="adamw")  # fmt: skip
+    pretrain_supernet(net, data.train, data.valid, cfg, progress=False, task=data.task)
+    moved = torch.cat([(p.detach() - before[k]).abs().flatten() for k, p in net.named_parameters()])
+    moved = moved[moved > 0]  # the sampled subnet's slices; Adam's first step: lr * |g| / (|g| + eps)
+    assert len(moved) > 100 and float(moved.max()) <= lr * (1 + 1e-3)
+    assert float(((moved - lr).abs() <= 1e-3 * lr).float().mean()) > 0.8
+    with pytest.raises(ValueError, match="optimizer"):
+        PretrainConfig(optimizer="lamb")
+    with pytest.raises(ConfigError, match="supernet.weight_optimizer: unknown weight optimizer 'lamb'"):
+        load_config(SearchConfig, None, ["mode=supernet", "supernet.weight_optimizer=lamb"])
+    over = {"supernet.weight_optimizer": "adamw", "supernet.weight_lr": 0.003, "epochs": 2}
+    res = run_search(_supernet_cfg(None, **over), progress=False, data=load_digits_splits(seed=0),
+                     profile_rows=_profile_rows(world))  # fmt: skip
+    assert type(res.objective.weight_optimizer) is torch.optim.AdamW
+    assert res.objective.weight_optimizer.state  # it took the search's weight steps
+    assert all(np.isfinite(res.metrics[f"hv/{d}"]) for d in ("cpu-a", "cpu-b"))
+
+
 def test_pretrain_steps_run_once_and_a_resume_does_not_repeat_them(world, tmp_path, monkeypatch) -> None:
     import modnas_ops.supernet_training as st
     from modnas_ops.data import load_digits_splits

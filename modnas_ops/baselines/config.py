@@ -30,6 +30,7 @@ class EmbeddedSection:
     supernet_steps: int = 300  # uniform single-path training steps of the one-shot supernet
     batch_size: int = 64
     lr: float = 0.05
+    optimizer: str = "sgd"  # sgd | adamw (modnas_ops.standalone.WEIGHT_OPTIMIZERS)
     eval_batch_size: int = 256
     devices: tuple[str, ...] = ("cpu-ort-t1-b1",)  # profiling device config names
     rounds: int = 30  # timing rounds per architecture (profiling.latency)
@@ -44,6 +45,10 @@ class EmbeddedSection:
                 raise ValueError(f"embedded: {name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or not self.lr > 0:
             raise ValueError("embedded: need warmup >= 0 and lr > 0")
+        from ..standalone import WEIGHT_OPTIMIZERS
+
+        if self.optimizer not in WEIGHT_OPTIMIZERS:
+            raise ValueError(f"embedded: optimizer {self.optimizer!r} is not one of {', '.join(WEIGHT_OPTIMIZERS)}")
         if not self.devices:
             raise ValueError("embedded: name at least one device config (e.g. cpu-ort-t1-b1)")
         if len(set(self.devices)) != len(self.devices):

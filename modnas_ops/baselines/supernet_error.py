@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..data import CLASSIFICATION, Task, cross_entropy
 from ..spaces import Genotype, SearchSpace
+from ..standalone import optimizer_step, weight_optimizer
 
 
 def train_supernet_uniform(
@@ -28,8 +29,10 @@ def train_supernet_uniform(
     grad_clip: float = 5.0,
     seed: int = 0,
     progress: bool = False,
+    optimizer: str = "sgd",
 ) -> list[float]:
-    """SGD (cosine schedule) on ``train``; each step trains one architecture drawn uniformly at random.
+    """``optimizer`` (momentum SGD or AdamW, :func:`modnas_ops.standalone.weight_optimizer`; cosine schedule)
+    on ``train``; each step trains one architecture drawn uniformly at random.
 
     Returns the per-step cross-entropy losses.
     """
@@ -38,8 +41,8 @@ def train_supernet_uniform(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = train.tensors
-    optimizer = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    opt = weight_optimizer(supernet.parameters(), optimizer, lr, momentum, weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     supernet.train()
     losses = []
     for _ in tqdm(range(steps), desc="supernet", disable=not progress, leave=False):
@@ -47,13 +50,7 @@ def train_supernet_uniform(
         x, y = x_all[idx].to(device), y_all[idx].to(device)
         weights = torch.from_numpy(space.one_hot(space.sample(rng))).to(device)  # (E, K)
         loss = cross_entropy(supernet(x, weights), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(loss, supernet.parameters(), opt, scheduler, grad_clip))
     return losses
 
 

@@ -22,6 +22,7 @@ from ..config import FieldError, check_at_least, check_finite, check_positive, c
 from ..errors import UserError
 from ..pareto import MODNAS_MAX_ERROR, Normaliser, hypervolume
 from ..spaces import Genotype, SearchSpace
+from ..standalone import WEIGHT_OPTIMIZERS, weight_optimizer
 from ..surrogate import ErrorSurrogate
 from .base import LATENCY, ErrorObjective, SearchContext, SearchDevice, front_rows, register_objective
 
@@ -42,6 +43,7 @@ class SupernetConfig:
     network_options: dict[str, Any] = field(default_factory=dict)  # further network hyper-parameters of the space
     # (e.g. NB201's skeleton: pointwise); passed to build_supernet / build_network with C and N
     batch_size: int = 64
+    weight_optimizer: str = "sgd"  # sgd | adamw (betas (momentum, 0.95); transformers) for every weight step
     weight_lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 3e-4
@@ -95,6 +97,7 @@ class SupernetConfig:
 
         check_registered("pretrain_sampling", self.pretrain_sampling, "pre-training sampling", SAMPLINGS)
         check_registered("error_term", self.error_term, "error term", ERROR_TERMS)
+        check_registered("weight_optimizer", self.weight_optimizer, "weight optimizer", WEIGHT_OPTIMIZERS)
         check_at_least(self, 2, "surrogate_archs")
         check_at_least(self, 1, "surrogate_epochs")
         if self.error_term == "surrogate" and not self.freeze_weights:
@@ -210,9 +213,9 @@ class SupernetObjective(ErrorObjective):
             pretrained = load_supernet(self.scfg.init_weights)
             check_compatible(pretrained, space.name, self.supernet.build_args, "search.supernet.init_weights")
             self.supernet.load_state_dict(pretrained.state_dict())
-        self.weight_optimizer = torch.optim.SGD(
-            self.supernet.parameters(), lr=self.scfg.weight_lr, momentum=self.scfg.momentum,
-            weight_decay=self.scfg.weight_decay,
+        self.weight_optimizer = weight_optimizer(
+            self.supernet.parameters(), self.scfg.weight_optimizer, self.scfg.weight_lr, self.scfg.momentum,
+            self.scfg.weight_decay,
         )  # fmt: skip
         self.weight_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.weight_optimizer, T_max=max(1, self._weight_epochs(context) * context.steps_per_epoch)
@@ -270,6 +273,7 @@ class SupernetObjective(ErrorObjective):
             batch_size=self.scfg.batch_size, lr=self.scfg.weight_lr, momentum=self.scfg.momentum,
             weight_decay=self.scfg.weight_decay, grad_clip=self.scfg.grad_clip, eval_archs=4, seed=self.context.seed,
             sampling=self.scfg.pretrain_sampling, sandwich_random=self.scfg.pretrain_sandwich_random,
+            optimizer=self.scfg.weight_optimizer,
         )  # fmt: skip
         log.info("pre-training the supernet: %d %s single-path steps", epochs * cfg.steps_per_epoch, cfg.sampling)
         self.pretrain_history = pretrain_supernet(
