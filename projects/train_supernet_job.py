@@ -44,19 +44,21 @@ def run(cfg: TrainSupernetConfig) -> int:
         net = space.build_supernet(data.input_shape, data.num_classes, C=cfg.C, N=cfg.N)
         net = net.to(torch.device(cfg.device))
 
+        unit = data.task.error_unit
+
         def on_epoch(epoch: int, m: dict[str, float]) -> None:
             tracking.log_metrics(m, step=epoch)
             print(
-                f"epoch {epoch}: loss {m['train_loss']:.4f}, valid error mean {m['valid_error_mean']:.2f} %, "
-                f"best {m['valid_error_min']:.2f} %",
+                f"epoch {epoch}: loss {m['train_loss']:.4f}, valid error mean {m['valid_error_mean']:.4g} {unit}, "
+                f"best {m['valid_error_min']:.4g} {unit}",
                 flush=True,
             )
 
-        history = pretrain_supernet(net, data.train, data.valid, cfg.pretrain, on_epoch=on_epoch)
+        history = pretrain_supernet(net, data.train, data.valid, cfg.pretrain, on_epoch=on_epoch, task=data.task)
         path = save_supernet(net, cfg.output)
         tracking.log_artifact(path, "supernet")
     print(
         f"run {run.info.run_id}: supernet saved to {path} "
-        f"(valid error mean {history[-1]['valid_error_mean']:.2f} %)"
+        f"(valid error mean {history[-1]['valid_error_mean']:.4g} {unit})"
     )
     return 0

@@ -135,3 +135,17 @@ def test_search_on_an_image_folder_logs_it_as_the_dataset_input(mlflow_uri, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {root / 'owl' / '0.png'}: not a readable image " + err[0].split("not a readable image ")[1]]
     assert len(client.search_runs(client.get_experiment_by_name("search").experiment_id)) == 1  # no run started
+
+
+def test_train_supernet_entry_trains_a_language_model_supernet_in_its_task_units(mlflow_uri, tmp_path, capsys):
+    from modnas_ops.supernet_training import load_supernet
+    from projects import train_supernet
+
+    out = tmp_path / "gpt2.pt"
+    args = ["space=gpt2", "dataset=pydoc-bytes", "C=4", "pretrain.epochs=1", "pretrain.steps_per_epoch=2",
+            "pretrain.batch_size=4", "pretrain.eval_archs=1", "pretrain.optimizer=adamw", "pretrain.lr=0.003",
+            f"output={out}"]  # fmt: skip
+    assert train_supernet.main([x for a in args for x in ("--set", a)]) == 0
+    printed = capsys.readouterr().out
+    assert "nats per token" in printed and "%" not in printed  # the LM's cross-entropy, not a percentage
+    assert load_supernet(out).space.name == "gpt2"
