@@ -159,7 +159,8 @@ def register_architectures(
     ``front_rows``: rows with ``device``, ``arch`` (canonical string), ``preference`` (list / JSON / "a,b") or
     ``pref_0..``, objective values (``objectives``; default every other numeric column except ``pref_*``,
     ``anchor_*``, the benchmark index) and optionally ``chosen`` (bool). Identical archs of one device become one
-    version (all their preferences in its tags). Networks: ``networks[arch]`` (e.g. fine-tuned subnets) where
+    version (all their preferences in its tags); each distinct arch is exported and logged once, and its versions
+    (one per device) share that logged model. Networks: ``networks[arch]`` (e.g. fine-tuned subnets) where
     given, else ``supernet.subnet(genotype)`` when a trained supernet is given, else
     ``space.build_network(genotype, input_shape[1:], **network_kwargs)`` (fresh weights, seeded by ``seed``;
     ``network_kwargs``: ``num_classes`` and the space's network hyper-parameters).
@@ -231,9 +232,9 @@ def register_architectures(
             exports[g] = (payload, example.cpu().numpy(), out)
         return exports[g]
 
+    logged: dict[tuple[int, ...], str] = {}  # genotype -> model URI: one logged ONNX model per distinct subnet
     results = []
     for n, ((device, g), grp) in enumerate(groups.items()):
-        payload, x, y = exported(g)
         arch = sp.to_string(g)
         version_tags = {
             "device": device,
@@ -245,21 +246,23 @@ def register_architectures(
             **dict(tags or {}),
         }
         a = aliases[device] if chosen[device] == g else None
-        uri, version = tracking.log_onnx_model(
-            f"onnx-{n}",
-            payload,
-            input_example=x,
-            output_example=y,
-            registered_model_name=registered_model_name,
+        payload, x, y = exported(g)
+        if g not in logged:
+            logged[g], _ = tracking.log_onnx_model(f"onnx-{len(logged)}", payload, input_example=x, output_example=y)
+        uri = logged[g]
+        version = tracking.register(
+            uri,
+            registered_model_name,
             alias=a,
             tags=version_tags,
             description=(
                 f"`{arch}` chosen for device {device} at preference(s) {json.dumps(grp['preferences'])}; "
                 f"objectives {json.dumps(grp['objectives'])}. ONNX, input {list(x.shape)} -> logits {list(y.shape)}."
             ),
-            model_description=(
-                "Architectures chosen by MODNAS searches, one version per (device, architecture) as an ONNX graph; "
-                "alias `<alias>-<device>` points at a device's chosen subnet."
+            model_description=None if n else (
+                "Architectures chosen by MODNAS searches, one version per (device, architecture) as an ONNX graph "
+                "(the versions of one architecture share its logged model); alias `<alias>-<device>` points at a "
+                "device's chosen subnet."
             ),
         )
         log.info(

@@ -374,10 +374,8 @@ def register(
 ) -> str:  # fmt: skip
     """Register ``model_uri`` under ``name``; tag and describe the version, point ``alias`` at it, and describe
     the registered model itself (``model_description``; the UI's model page). Returns the version."""
-    mv = mlflow.register_model(model_uri, name)
+    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
     client = MlflowClient()
-    for k, v in (tags or {}).items():
-        client.set_model_version_tag(name, mv.version, k, str(v))
     if description:
         client.update_model_version(name, mv.version, description=description)
     if model_description:

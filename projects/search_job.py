@@ -33,6 +33,7 @@ class SearchRunConfig:
     alias: str = "candidate"
     remeasure_rounds: int = 30  # supernet mode: onnxruntime rounds timing the measured shortlist
     # (search.shortlist) on this machine's configs; 0 = measure nothing (fronts stay predicted)
+    remeasure_max_seconds: float = 60.0  # time budget of one config's interleaved timing of the shortlist
     finetune_steps: int = 400  # supernet mode: train each chosen subnet standalone (from its supernet weights,
     # standalone recipe) before it is registered, and tag its test error; 0 = register the shared weights
     plots: bool = True
@@ -52,6 +53,8 @@ class SearchRunConfig:
             raise FieldError("quick_profile_archs", f"quick_profile_archs must be >= 1, got {self.quick_profile_archs}")
         if self.remeasure_rounds < 0:
             raise FieldError("remeasure_rounds", f"remeasure_rounds must be >= 0, got {self.remeasure_rounds}")
+        if not self.remeasure_max_seconds > 0:
+            raise FieldError("remeasure_max_seconds", f"must be > 0, got {self.remeasure_max_seconds}")
         if self.finetune_steps < 0:
             raise FieldError("finetune_steps", f"must be >= 0, got {self.finetune_steps}")
 
@@ -161,18 +164,21 @@ def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
 
 def _ort_measure(cfg: SearchRunConfig) -> Any:
     """The shortlist's measurement in supernet mode: each candidate subnet timed with onnxruntime on this
-    machine's device config (``remeasure_rounds`` rounds; latency measured, other metrics NaN = predicted);
-    None for a latency table's device or a config this machine cannot run (its front stays predicted)."""
+    machine's device config (``remeasure_rounds`` rounds, at most ``remeasure_max_seconds`` per config; latency
+    measured, other metrics NaN = predicted);
+    None for a latency table's device or a config this machine cannot run (its front stays predicted).
+    A subnet's ONNX export is kept across the device configs (one export per architecture and batch size)."""
     import numpy as np
 
-    from profiling.latency import DeviceConfig, measure_modules
+    from profiling.latency import Candidate, DeviceConfig, time_candidates
 
     shape = _input_shape(cfg)
+    candidates: dict[str, Any] = {}  # arch -> Candidate (its exports per batch size)
 
     def measure(objective: Any, device: Any, genotypes: Sequence[Any]) -> Any:
         name = device.name.split("@")[0]
         try:
-            config = DeviceConfig.from_name(name)
+            config = DeviceConfig.from_name(name, rounds=cfg.remeasure_rounds, max_seconds=cfg.remeasure_max_seconds)
         except ValueError:
             print(f"not measured on {name}: a latency table's device, not a config of this machine")
             return None
@@ -182,13 +188,16 @@ def _ort_measure(cfg: SearchRunConfig) -> Any:
             print(f"not measured on {name}: {e}")
             return None
         space, supernet = objective.space, objective.trained_supernet()
-        models = {space.to_string(g): supernet.subnet(g) for g in genotypes}
-        stats = measure_modules(
-            models, shape, [name], make_input=lambda b: space.example_input(shape, b), rounds=cfg.remeasure_rounds,
-            max_seconds=60.0,
-        )  # fmt: skip
+        archs = [space.to_string(g) for g in genotypes]
+        def make_input(batch: int) -> Any:
+            return space.example_input(shape, batch)
+
+        for a, g in zip(archs, genotypes, strict=True):
+            if a not in candidates:
+                candidates[a] = Candidate(a, supernet.subnet(g), shape, make_input=make_input)
+        stats = time_candidates([candidates[a] for a in archs], config)
         out = np.full((len(genotypes), len(objective.metrics)), np.nan)
-        out[:, list(objective.metrics).index("latency_ms")] = [stats[(a, name)].median_ms for a in models]
+        out[:, list(objective.metrics).index("latency_ms")] = [s.median_ms for s in stats]
         return out
 
     return measure

@@ -342,8 +342,13 @@ def test_register_architectures_logs_onnx_that_matches_torch(mlflow_uri: str) ->
         results = register_architectures(
             rows, "nb201", kwargs, export_fn=export_fn, input_shape=(2, 1, 8, 8), supernet=supernet
         )
+        run_id = tracking.active_run_id()
     assert [(r["device"], r["arch"]) for r in results] == [("dev-a", a), ("dev-a", b), ("gpu:0 x", a)]
     assert len(exported) == 2  # one export per distinct arch
+    uris = [r["model_uri"] for r in results]
+    assert uris[0] == uris[2] != uris[1]  # ... and one logged model, shared by its versions on both devices
+    assert len(mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")) == 2
+    assert len({r["version"] for r in results}) == 3
     assert [r["alias"] for r in results] == ["candidate-dev-a", "", "candidate-gpu-0-x"]
     mv = MlflowClient().get_model_version_by_alias("modnas-architectures", "candidate-dev-a")
     assert mv.tags["device"] == "dev-a" and mv.tags["arch"] == a

@@ -107,6 +107,8 @@ def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_
 def test_bad_config_exits_2_before_any_run(mlflow_uri, capsys, profile_table):
     assert search_entry.main(["--profile-table", profile_table, "--set", "remeasure_rounds=-1"]) == 2
     assert "remeasure_rounds must be >= 0" in capsys.readouterr().err
+    assert search_entry.main(["--profile-table", profile_table, "--set", "remeasure_max_seconds=0"]) == 2
+    assert "remeasure_max_seconds: must be > 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # a second real search (~5 s); the default run has the main one
@@ -149,3 +151,35 @@ def test_train_supernet_entry_trains_a_language_model_supernet_in_its_task_units
     printed = capsys.readouterr().out
     assert "nats per token" in printed and "%" not in printed  # the LM's cross-entropy, not a percentage
     assert load_supernet(out).space.name == "gpt2"
+
+
+def test_shortlist_measurement_exports_each_subnet_once_across_device_configs(monkeypatch):
+    """Two configs of one batch size time the same ONNX export of a subnet (exported once, not per config)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import profiling.latency
+    from modnas_ops.spaces import get_search_space
+    from projects.search_job import SearchRunConfig, _ort_measure
+    from projects.search_job import _dataset as dataset_of
+
+    cfg = SearchRunConfig(remeasure_rounds=2)
+    space = get_search_space("nb201")
+    supernet = space.build_supernet(tuple(dataset_of(cfg).input_shape), C=4, N=1, num_classes=10).eval()
+    objective = SimpleNamespace(space=space, trained_supernet=lambda: supernet, metrics=("latency_ms", "energy_mj"))
+    genotypes = [space.sample(np.random.default_rng(i)) for i in range(3)]
+    exported = []
+    real_export = profiling.latency.export_onnx
+
+    def counting_export(model, example, **kwargs):
+        exported.append(kwargs.get("name"))
+        return real_export(model, example, **kwargs)
+
+    monkeypatch.setattr(profiling.latency, "export_onnx", counting_export)
+    measure = _ort_measure(cfg)
+    for name in ("cpu-ort-t1-b1", "cpu-ort-t2-b1"):
+        out = measure(objective, SimpleNamespace(name=name), genotypes)  # (archs, metrics)
+        assert out.shape == (3, 2) and (out[:, 0] > 0).all() and np.isnan(out[:, 1]).all()
+    assert sorted(exported) == sorted(space.to_string(g) for g in genotypes)
+    assert measure(objective, SimpleNamespace(name="a100"), genotypes) is None  # a table's device: not timed
