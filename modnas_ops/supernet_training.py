@@ -188,11 +188,11 @@ def check_compatible(net: nn.Module, space_name: str, build_args: dict[str, Any]
     """UserError (naming ``field``) for the first mismatch between a loaded supernet and the one a search
     builds."""
     if net.space.name != space_name:
-        raise UserError(f"{field}: the supernet is of space {net.space.name!r}, the search needs {space_name!r}")
+        raise UserError(f"{field}: the supernet is of space {net.space.name!r}, the config needs {space_name!r}")
     have = dict(net.build_args)
     for k, v in build_args.items():
         if have.get(k) != v:
-            raise UserError(f"{field}: the supernet has {k}={have.get(k)}, the search needs {k}={v}")
+            raise UserError(f"{field}: the supernet has {k}={have.get(k)}, the config needs {k}={v}")
 
 
 __all__ = [

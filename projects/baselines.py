@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,14 +78,18 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
         raise UserError("embedded.memory: this machine's peak-memory counters (VmHWM, clear_refs) cannot be read")
     device = torch.device(e.torch_device)
     data = get_dataset(e.dataset, seed=cfg.seeds[0], root=e.data_root or None)
-    torch.manual_seed(cfg.seeds[0])
-    supernet = space.build_supernet(data.input_shape, data.num_classes, C=e.C, N=e.N)
-    supernet = supernet.to(device)
-    losses = train_supernet_uniform(
-        supernet, space, data.train, e.supernet_steps, device, batch_size=e.batch_size, lr=e.lr,
-        seed=cfg.seeds[0], progress=True, optimizer=e.optimizer,
-    )  # fmt: skip
-    tracking.log_metric_series("supernet_loss", losses, range(1, len(losses) + 1))
+    if e.supernet:
+        supernet, source, losses = judge_supernet(cfg, space, data).to(device), e.supernet, []
+    else:
+        torch.manual_seed(cfg.seeds[0])
+        supernet = space.build_supernet(data.input_shape, data.num_classes, C=e.C, N=e.N).to(device)
+        losses = train_supernet_uniform(
+            supernet, space, data.train, e.supernet_steps, device, batch_size=e.batch_size, lr=e.lr,
+            seed=cfg.seeds[0], progress=True, optimizer=e.optimizer,
+        )  # fmt: skip
+        tracking.log_metric_series("supernet_loss", losses, range(1, len(losses) + 1))
+        source = f"trained here ({e.supernet_steps} uniform steps)"
+    hparams = {k: v for k, v in supernet.build_args.items() if k not in ("input_shape", "num_classes")}  # C, N, ...
     # the supernet error does not depend on the device: computed once per architecture
     error_fn = functools.cache(SupernetValidError(supernet, space, data.valid, device, e.eval_batch_size, data.task))
 
@@ -94,7 +99,7 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
     def network(genotype: tuple[int, ...]) -> torch.nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(space.seed_of(genotype))
-            return space.build_network(genotype, data.input_shape, data.num_classes, C=e.C, N=e.N).eval()
+            return space.build_network(genotype, data.input_shape, data.num_classes, **hparams).eval()
 
     def latency_fn(genotype: tuple[int, ...], config: Any) -> float:
         candidate = Candidate(space.to_string(genotype), network(genotype), tuple(data.input_shape),
@@ -112,8 +117,33 @@ def embedded_settings(cfg: Any, space: Any) -> tuple[list[DeviceSetting], dict[s
         ev = MeasuredEvaluator(error_fn, functools.partial(latency_fn, config=c), extra)
         settings.append(DeviceSetting(c.name, MemoisedEvaluator(ev) if e.share_measurements else ev))
     tags = {f"device.{c.name}": device_description(c) for c in configs}
-    tags["supernet.final_loss"] = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}"
+    tags["supernet.source"] = source
+    if losses:
+        tags["supernet.final_loss"] = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}"
     return settings, tags
+
+
+def judge_supernet(cfg: Any, space: Any, data: Any) -> Any:
+    """The supernet ``embedded.supernet`` names (the MODNAS run's ``model/supernet.pt`` or a file), checked
+    against this setting's space, data and widths (UserError naming the field); the timed networks take its
+    other hyper-parameters (e.g. mbv3's resolution)."""
+    import tempfile
+
+    from modnas_ops import tracking
+    from modnas_ops.baselines.config import MODNAS_SUPERNET
+    from modnas_ops.supernet_training import check_compatible, load_supernet
+
+    e = cfg.embedded
+    path = e.supernet
+    if path == MODNAS_SUPERNET:
+        where = f"embedded.supernet: run {cfg.modnas_run_id}'s model/supernet.pt"
+        with bad_input(where, (OSError, tracking.MlflowException)):
+            path = tracking.download_artifacts(cfg.modnas_run_id, "model/supernet.pt", tempfile.mkdtemp())
+    net = load_supernet(path)
+    fresh = space.build_supernet(data.input_shape, data.num_classes, C=e.C, N=e.N).build_args
+    want = {k: fresh[k] for k in ("input_shape", "num_classes", "C", "N")}  # as this space records them
+    check_compatible(net, space.name, want, "embedded.supernet")
+    return net.eval()
 
 
 def read_modnas(run_id: str, devices: Sequence[str]) -> dict[str, float]:
@@ -231,13 +261,13 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--modnas-run-id", default=None, help="MODNAS search run to compare with")
     add_config_arguments(parser, DEFAULT_CONFIG)
     args = parser.parse_args(argv)
+    if args.modnas_run_id:  # validated with the rest (embedded.supernet: modnas needs it)
+        args.overrides.append(f"modnas_run_id={json.dumps(args.modnas_run_id)}")  # a YAML string
     cfg = config_from_args(_config_class(), args)
     if args.benchmark:
         cfg = dataclasses.replace(
             cfg, mode="benchmark", benchmark=dataclasses.replace(cfg.benchmark, table=args.benchmark)
         )
-    if args.modnas_run_id:
-        cfg = dataclasses.replace(cfg, modnas_run_id=args.modnas_run_id)
 
     import numpy as np
     import torch

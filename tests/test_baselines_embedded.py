@@ -102,3 +102,83 @@ def test_embedded_run_measures_each_arch_once_per_device(entry, mlflow_uri, tmp_
     assert seen[0] == seen[1]  # the check above compared every arch across the two methods
     text = Path(client.download_artifacts(parent.info.run_id, "comparison.csv", str(tmp_path))).read_text()
     assert {r["hv_normalisation"] for r in csv.DictReader(io.StringIO(text))} == {"all measured archs"}
+
+
+def _saved_supernet(digits, path: Path, C: int = 4) -> tuple[Path, Supernet]:
+    from modnas_ops.supernet_training import save_supernet
+
+    space = get_search_space("nb201")
+    torch.manual_seed(1)
+    net = space.build_supernet((1, 8, 8), 10, C=C, N=1)
+    train_supernet_uniform(net, space, digits.train, steps=10, device=torch.device("cpu"), seed=1)
+    return save_supernet(net, path), net.eval()
+
+
+TINY_EMBEDDED = ["--set", "methods=[random]", "--set", "max_evaluations=3", "--set", "plots=false",
+                 "--set", "embedded.C=4", "--set", "embedded.rounds=2", "--set", "embedded.repeats=1"]  # fmt: skip
+
+
+def _history(client, run, tmp_path: Path) -> list[dict[str, str]]:
+    text = Path(client.download_artifacts(run.info.run_id, "history.csv", str(tmp_path / run.info.run_id))).read_text()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_embedded_error_from_a_given_supernet_is_that_supernets_judgement(entry, mlflow_uri, tmp_path, digits):
+    """embedded.supernet = a save_supernet file: no supernet is trained; every error is the file's judgement."""
+    from mlflow.tracking import MlflowClient
+
+    path, net = _saved_supernet(digits, tmp_path / "judge.pt")
+    space = get_search_space("nb201")
+    judge = SupernetValidError(net, space, digits.valid, torch.device("cpu"), batch_size=256)
+    assert entry.main([*TINY_EMBEDDED, "--set", f"embedded.supernet={path}"]) == 0
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("baselines").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.data.tags["supernet.source"] == str(path) and "supernet_loss" not in parent.data.metrics
+    rows = _history(client, child, tmp_path)
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row["error"]) == pytest.approx(judge(space.from_string(row["arch"])))
+
+
+def test_embedded_supernet_modnas_judges_with_the_search_runs_logged_supernet(entry, mlflow_uri, tmp_path, digits):
+    """embedded.supernet = modnas: the MODNAS run's model/supernet.pt judges the methods and its front."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from modnas_ops import tracking
+
+    path, net = _saved_supernet(digits, tmp_path / "supernet.pt")
+    space = get_search_space("nb201")
+    front = [space.to_string(space.sample(np.random.default_rng(i))) for i in range(2)]
+    with tracking.start_run("fake-search", experiment="search") as run:
+        tracking.log_metrics({"hv/cpu-ort-t1-b1": 0.5})
+        tracking.log_table(pd.DataFrame({"device": "cpu-ort-t1-b1", "arch": front, "on_front": True}),
+                           "fronts/fronts.csv")  # fmt: skip
+        tracking.log_artifact(path, "model")
+    judge = SupernetValidError(net, space, digits.valid, torch.device("cpu"), batch_size=256)
+    args = [*TINY_EMBEDDED, "--set", "embedded.supernet=modnas", "--modnas-run-id", run.info.run_id]
+    assert entry.main(args) == 0
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("baselines").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["supernet.source"] == "modnas"
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    for row in _history(client, child, tmp_path):
+        assert float(row["error"]) == pytest.approx(judge(space.from_string(row["arch"])))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "embedded.supernet=modnas"], "embedded: supernet 'modnas' needs modnas_run_id"),
+        (["--set", "embedded.supernet=/no/such.pt"], "embedded: supernet '/no/such.pt' is neither 'modnas' nor a file"),
+        (["--set", "embedded.C=8"], "embedded.supernet: the supernet has C=4, the config needs C=8"),
+    ],
+)
+def test_a_bad_embedded_supernet_exits_2_naming_it(entry, mlflow_uri, tmp_path, digits, capsys, extra, message):
+    path, _ = _saved_supernet(digits, tmp_path / "judge.pt")
+    args = [*TINY_EMBEDDED, "--set", f"embedded.supernet={path}", *extra]
+    assert entry.main(args) == 2
+    assert message in capsys.readouterr().err

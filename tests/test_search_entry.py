@@ -89,6 +89,10 @@ def test_search_logs_fronts_and_registers_generator_and_subnets(mlflow_uri, tmp_
         assert f"hv/{device}" in run.data.metrics
         assert run.data.metrics[f"remeasured_mape/{device}"] >= 0.0
     space = get_search_space("nb201")
+    from modnas_ops.supernet_training import load_supernet
+
+    judge = load_supernet(tracking.download_artifacts(run.info.run_id, "model/supernet.pt", tmp_path / "sn"))
+    assert judge.space.name == "nb201" and judge.build_args["num_classes"] == 10  # the frozen judge, for baselines
     gen = tracking.load_pyfunc("models:/modnas-generator@candidate")
     anchors = {f"anchor_latency_ms_{i}": [0.01 * (i + 1)] for i in range(10)}
     out = gen.predict(pd.DataFrame({**anchors, "pref_0": [0.3], "pref_1": [0.7]}))

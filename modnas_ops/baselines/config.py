@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..spaces import get_search_space
 from .base import baseline_class, get_baseline
+
+MODNAS_SUPERNET = "modnas"  # embedded.supernet: the frozen judge logged by the MODNAS run (modnas_run_id)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class EmbeddedSection:
     warmup: int = 1
     share_measurements: bool = True  # one memo of measurements per device for all methods and seeds
     memory: bool = False  # third objective: peak inference memory (memory_mb) measured by profiling.memory
+    supernet: str = ""  # the error's supernet: "" = train one (supernet_steps); "modnas" = the MODNAS run's
+    # frozen judge (its model/supernet.pt: every method and its front judged as the search judged); or a
+    # save_supernet file (e.g. projects/train_supernet.py's)
 
     def __post_init__(self) -> None:
         for name in ("C", "N", "supernet_steps", "batch_size", "eval_batch_size", "rounds", "repeats"):
@@ -51,6 +57,8 @@ class EmbeddedSection:
             raise ValueError(f"embedded: optimizer {self.optimizer!r} is not one of {', '.join(WEIGHT_OPTIMIZERS)}")
         if not self.devices:
             raise ValueError("embedded: name at least one device config (e.g. cpu-ort-t1-b1)")
+        if self.supernet not in ("", MODNAS_SUPERNET) and not Path(self.supernet).is_file():
+            raise ValueError(f"embedded: supernet {self.supernet!r} is neither {MODNAS_SUPERNET!r} nor a file")
         if len(set(self.devices)) != len(self.devices):
             raise ValueError(f"embedded: devices lists a device twice: {', '.join(self.devices)}")
 
@@ -94,6 +102,8 @@ class BaselinesConfig:
             raise ValueError("need max_evaluations >= 1, max_seconds >= 0 (0 = none) and threads >= 1")
         if not 0 < self.max_error <= 100:
             raise ValueError(f"max_error must lie in (0, 100] percent, got {self.max_error}")
+        if self.embedded.supernet == MODNAS_SUPERNET and not self.modnas_run_id and self.mode == "embedded":
+            raise ValueError(f"embedded: supernet {MODNAS_SUPERNET!r} needs modnas_run_id (--modnas-run-id)")
 
     def options(self, method: str) -> dict[str, Any]:
         return dict(self.method_options.get(method) or {})
