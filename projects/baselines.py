@@ -1,10 +1,12 @@
 """MLflow entry point: black-box multi-objective baselines per device and seed, compared with a MODNAS search.
 
-    python -m projects.baselines [--config YAML] [--benchmark PATH] [--modnas-run-id ID] [--set key=value ...]
+    python -m projects.baselines [--config YAML] [--benchmark PATH] [--modnas-run-id ID] [--supernet modnas|FILE]
+                                 [--set key=value ...]
 
 Embedded default: error = validation error (%) of a uniformly trained one-shot supernet on digits, latency =
-onnxruntime median on this machine's device configs (profiling). ``--benchmark PATH``: error and latency of
-the NB201 table, every device of its devices.json.
+onnxruntime median on this machine's device configs (profiling). ``--supernet modnas`` (``embedded.supernet``)
+judges every method with the MODNAS run's own frozen supernet instead (``--supernet FILE``: a saved one).
+``--benchmark PATH``: error and latency of the NB201 table, every device of its devices.json.
 
 One parent run; a nested child run per method x device x seed with metric ``hv`` (step = true evaluations),
 ``history.csv`` (every evaluation) and ``front.csv``. The parent logs ``comparison.csv`` (with MODNAS rows
@@ -259,10 +261,15 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default=None, help="NB201 table (.csv.gz) or its directory: benchmark mode")
     parser.add_argument("--modnas-run-id", default=None, help="MODNAS search run to compare with")
+    parser.add_argument("--supernet", default=None,
+                        help="embedded.supernet: 'modnas' (the MODNAS run's frozen judge) or a supernet file; "
+                             "'' = the config's")  # fmt: skip
     add_config_arguments(parser, DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     if args.modnas_run_id:  # validated with the rest (embedded.supernet: modnas needs it)
         args.overrides.append(f"modnas_run_id={json.dumps(args.modnas_run_id)}")  # a YAML string
+    if args.supernet:
+        args.overrides.append(f"embedded.supernet={json.dumps(args.supernet)}")
     cfg = config_from_args(_config_class(), args)
     if args.benchmark:
         cfg = dataclasses.replace(

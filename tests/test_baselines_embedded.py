@@ -158,7 +158,7 @@ def test_embedded_supernet_modnas_judges_with_the_search_runs_logged_supernet(en
                            "fronts/fronts.csv")  # fmt: skip
         tracking.log_artifact(path, "model")
     judge = SupernetValidError(net, space, digits.valid, torch.device("cpu"), batch_size=256)
-    args = [*TINY_EMBEDDED, "--set", "embedded.supernet=modnas", "--modnas-run-id", run.info.run_id]
+    args = [*TINY_EMBEDDED, "--supernet", "modnas", "--modnas-run-id", run.info.run_id]  # MLproject's flags
     assert entry.main(args) == 0
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("baselines").experiment_id])
