@@ -476,19 +476,25 @@ def measure_modules(
     input_shape: Sequence[int],
     device_names: Sequence[str],
     make_input: Callable[[int], torch.Tensor] | None = None,
+    candidates: dict[str, Candidate] | None = None,
     **schedule: object,
 ) -> dict[tuple[str, str], LatencyStats]:
     """Time named modules (exported once per batch size) under each device config name, interleaved.
 
     ``input_shape`` is per sample (C, H, W); ``make_input``: batch -> example input (default: Gaussian images
-    of ``input_shape``, e.g. the space's token ids instead); ``schedule`` sets warmup / repeats / rounds /
-    max_seconds.
+    of ``input_shape``, e.g. the space's token ids instead); ``candidates``: a dict the caller keeps across
+    calls, so a name timed before reuses its candidate and ONNX exports (the module given is then not
+    exported again); ``schedule`` sets warmup / repeats / rounds / max_seconds.
     Returns ``{(model name, device name): LatencyStats}``. Used to re-measure the architectures a search chose.
     """
     shape = tuple(int(s) for s in input_shape)
-    candidates = [Candidate(name, m, shape, make_input=make_input) for name, m in models.items()]
+    cache = {} if candidates is None else candidates
+    for name, m in models.items():
+        if name not in cache:
+            cache[name] = Candidate(name, m, shape, make_input=make_input)
+    timed = [cache[name] for name in models]
     out: dict[tuple[str, str], LatencyStats] = {}
     for config in parse_device_configs(device_names, **schedule):
-        for c, stats in zip(candidates, time_candidates(candidates, config), strict=True):
+        for c, stats in zip(timed, time_candidates(timed, config), strict=True):
             out[(c.name, config.name)] = stats
     return out

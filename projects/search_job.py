@@ -165,20 +165,20 @@ def _input_shape(cfg: SearchRunConfig) -> tuple[int, ...]:
 def _ort_measure(cfg: SearchRunConfig) -> Any:
     """The shortlist's measurement in supernet mode: each candidate subnet timed with onnxruntime on this
     machine's device config (``remeasure_rounds`` rounds, at most ``remeasure_max_seconds`` per config; latency
-    measured, other metrics NaN = predicted);
-    None for a latency table's device or a config this machine cannot run (its front stays predicted).
-    A subnet's ONNX export is kept across the device configs (one export per architecture and batch size)."""
+    measured, other metrics NaN = predicted); None for a latency table's device or a config this machine cannot
+    run (its front stays predicted). A subnet's ONNX export is kept across the device configs (one export per
+    architecture and batch size)."""
     import numpy as np
 
-    from profiling.latency import Candidate, DeviceConfig, time_candidates
+    from profiling.latency import DeviceConfig, measure_modules
 
     shape = _input_shape(cfg)
-    candidates: dict[str, Any] = {}  # arch -> Candidate (its exports per batch size)
+    candidates: dict[str, Any] = {}  # arch -> its profiling Candidate (ONNX exports per batch size), kept
 
     def measure(objective: Any, device: Any, genotypes: Sequence[Any]) -> Any:
         name = device.name.split("@")[0]
         try:
-            config = DeviceConfig.from_name(name, rounds=cfg.remeasure_rounds, max_seconds=cfg.remeasure_max_seconds)
+            config = DeviceConfig.from_name(name)
         except ValueError:
             print(f"not measured on {name}: a latency table's device, not a config of this machine")
             return None
@@ -188,16 +188,13 @@ def _ort_measure(cfg: SearchRunConfig) -> Any:
             print(f"not measured on {name}: {e}")
             return None
         space, supernet = objective.space, objective.trained_supernet()
-        archs = [space.to_string(g) for g in genotypes]
-        def make_input(batch: int) -> Any:
-            return space.example_input(shape, batch)
-
-        for a, g in zip(archs, genotypes, strict=True):
-            if a not in candidates:
-                candidates[a] = Candidate(a, supernet.subnet(g), shape, make_input=make_input)
-        stats = time_candidates([candidates[a] for a in archs], config)
+        models = {space.to_string(g): supernet.subnet(g) for g in genotypes}
+        stats = measure_modules(
+            models, shape, [name], make_input=lambda b: space.example_input(shape, b), candidates=candidates,
+            rounds=cfg.remeasure_rounds, max_seconds=cfg.remeasure_max_seconds,
+        )  # fmt: skip
         out = np.full((len(genotypes), len(objective.metrics)), np.nan)
-        out[:, list(objective.metrics).index("latency_ms")] = [s.median_ms for s in stats]
+        out[:, list(objective.metrics).index("latency_ms")] = [stats[(a, name)].median_ms for a in models]
         return out
 
     return measure
